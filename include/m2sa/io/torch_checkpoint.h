@@ -1,0 +1,54 @@
+#pragma once
+// Reader for `torch.save` zip checkpoints (SAM `.pth`, Hugging Face `pytorch_model*.bin`): name -> tensor.
+// data.pkl is unpickled by m2sa's data-only unpickler (TOOLCHAIN.md section 4: the stock LibTorch readers
+// fail on OrderedDict state dicts). Only the tensor-rebuild globals are accepted; anything else
+// (`os.system`, `builtins.eval`, ...) is refused with an error. Tensor data is read lazily, per tensor.
+#include <ATen/core/Tensor.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "m2sa/io/tensor_info.h"
+
+namespace caffe2::serialize {
+class PyTorchStreamReader;
+}
+
+namespace m2sa {
+
+class TorchCheckpointReader {
+ public:
+  explicit TorchCheckpointReader(const std::filesystem::path& path);
+  ~TorchCheckpointReader();
+
+  // Nested dicts are flattened with '.', e.g. {"model": {"w": t}} -> "model.w". Non-tensor leaves are skipped.
+  const std::vector<TensorInfo>& tensors() const { return infos_; }
+  bool contains(const std::string& name) const { return index_.count(name) > 0; }
+  at::Tensor load(const std::string& name) const;
+  const std::filesystem::path& path() const { return path_; }
+
+  struct StorageRef {
+    std::string key;
+    c10::ScalarType dtype;
+    int64_t numel;
+  };
+  struct TensorRef {
+    std::size_t storage;
+    int64_t offset;
+    std::vector<int64_t> size, stride;
+  };
+
+ private:
+  std::filesystem::path path_;
+  std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader_;
+  std::vector<StorageRef> storages_;
+  std::vector<TensorRef> refs_;
+  std::vector<TensorInfo> infos_;
+  std::vector<std::size_t> order_;  // infos_ index -> refs_ index
+  std::unordered_map<std::string, std::size_t> index_;  // name -> infos_ index
+};
+
+}  // namespace m2sa

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Configures and builds m2sa into build/ (Release, Ninja, ccache, lld). Extra args go to cmake.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR=${BUILD_DIR:-build}
+JOBS=${JOBS:-$(nproc)}
+if [ ! -f "$BUILD_DIR/build.ninja" ]; then
+  cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release "$@"
+fi
+start=$(date +%s)
+cmake --build "$BUILD_DIR" -j "$JOBS"
+echo "build: $(( $(date +%s) - start )) s"

@@ -1,0 +1,59 @@
+#include "m2sa/core/json_reader.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "m2sa/core/atomic_file.h"
+
+namespace m2sa {
+
+json read_json_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(path.string(), ": cannot open JSON file");
+  try {
+    return json::parse(in);
+  } catch (const json::parse_error& e) {
+    fail(path.string(), ": invalid JSON: ", e.what());
+  }
+}
+
+void write_json_file(const std::filesystem::path& path, const json& value, int indent) {
+  write_file_atomic(path, value.dump(indent) + "\n");
+}
+
+JsonReader::JsonReader(const json& object, std::string file, std::string where)
+    : object_(&object), file_(std::move(file)), where_(std::move(where)),
+      used_(std::make_shared<std::set<std::string>>()) {
+  if (!object.is_object()) fail(file_, where_.empty() ? "" : ": ", where_, ": expected a JSON object, got ", object.dump());
+}
+
+bool JsonReader::has(const std::string& key) const { return object_->contains(key); }
+
+std::string JsonReader::location(const std::string& key) const {
+  return file_ + ": " + (where_.empty() ? key : where_ + "." + key);
+}
+
+const json& JsonReader::at(const std::string& key) const {
+  auto it = object_->find(key);
+  if (it == object_->end()) fail(location(key), ": required field is missing");
+  used_->insert(key);
+  return *it;
+}
+
+JsonReader JsonReader::child(const std::string& key) const {
+  const json& v = at(key);
+  if (!v.is_object()) fail(location(key), ": expected an object, got ", v.dump());
+  return JsonReader(v, file_, where_.empty() ? key : where_ + "." + key);
+}
+
+void JsonReader::finish() const {
+  std::vector<std::string> unknown;
+  for (auto it = object_->begin(); it != object_->end(); ++it)
+    if (!used_->count(it.key())) unknown.push_back(it.key());
+  if (unknown.empty()) return;
+  std::string list;
+  for (const auto& k : unknown) list += (list.empty() ? "" : ", ") + k;
+  fail(file_, ": ", where_.empty() ? "top level" : where_, ": unknown field(s): ", list);
+}
+
+}  // namespace m2sa

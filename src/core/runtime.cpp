@@ -1,0 +1,45 @@
+#include "m2sa/core/runtime.h"
+
+#include <ATen/Parallel.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+namespace m2sa {
+
+int default_thread_count() {
+  for (const char* var : {"M2SA_NUM_THREADS", "OMP_NUM_THREADS"}) {
+    if (const char* v = std::getenv(var)) {
+      int n = std::atoi(v);
+      if (n > 0) return n;
+    }
+  }
+  unsigned hw = std::thread::hardware_concurrency();
+  return hw > 0 ? static_cast<int>(hw) : 1;
+}
+
+RuntimeInfo init_runtime() {
+  RuntimeInfo info;
+  info.threads = default_thread_count();
+  if (at::get_num_threads() != info.threads) at::set_num_threads(info.threads);
+  const char* tun = std::getenv("GLIBC_TUNABLES");
+  info.hugetlb_malloc = tun && std::strstr(tun, "glibc.malloc.hugetlb=1");
+  if (const char* lvl = std::getenv("M2SA_LOG_LEVEL")) {
+    spdlog::set_level(spdlog::level::from_str(lvl));
+  }
+  return info;
+}
+
+void reexec_with_malloc_tunables(int argc, char** argv) {
+  (void)argc;
+  if (std::getenv("GLIBC_TUNABLES") || std::getenv("M2SA_NO_REEXEC")) return;
+  ::setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1", 1);
+  ::execv("/proc/self/exe", argv);
+  // exec failed: carry on without the tunable (only slower).
+  ::unsetenv("GLIBC_TUNABLES");
+}
+
+}  // namespace m2sa

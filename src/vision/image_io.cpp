@@ -1,0 +1,120 @@
+#include "m2sa/vision/image_io.h"
+
+#include <ATen/ATen.h>
+
+#include <fstream>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <sstream>
+#include <vector>
+
+#include "m2sa/core/atomic_file.h"
+#include "m2sa/core/error.h"
+
+namespace m2sa {
+
+namespace {
+
+uint32_t be16(const std::string& b, std::size_t i) {
+  return (static_cast<uint8_t>(b[i]) << 8) | static_cast<uint8_t>(b[i + 1]);
+}
+uint32_t be32(const std::string& b, std::size_t i) { return (be16(b, i) << 16) | be16(b, i + 2); }
+uint32_t le16(const std::string& b, std::size_t i) {
+  return static_cast<uint8_t>(b[i]) | (static_cast<uint8_t>(b[i + 1]) << 8);
+}
+
+bool is_jpeg(const std::string& b) {
+  return b.size() >= 3 && static_cast<uint8_t>(b[0]) == 0xFF && static_cast<uint8_t>(b[1]) == 0xD8;
+}
+
+}  // namespace
+
+std::pair<int64_t, int64_t> image_header_size(const std::string& b) {
+  if (b.size() >= 24 && b.compare(0, 8, "\x89PNG\r\n\x1a\n") == 0) return {be32(b, 16), be32(b, 20)};
+  if (b.size() >= 10 && (b.compare(0, 6, "GIF87a") == 0 || b.compare(0, 6, "GIF89a") == 0))
+    return {le16(b, 6), le16(b, 8)};
+  if (b.size() >= 26 && b.compare(0, 2, "BM") == 0) {
+    auto le32 = [&](std::size_t i) { return static_cast<int32_t>(le16(b, i) | (le16(b, i + 2) << 16)); };
+    return {std::abs(le32(18)), std::abs(le32(22))};
+  }
+  if (is_jpeg(b)) {
+    std::size_t i = 2;
+    while (i + 9 < b.size()) {
+      if (static_cast<uint8_t>(b[i]) != 0xFF) return {0, 0};
+      uint8_t marker = static_cast<uint8_t>(b[i + 1]);
+      if (marker == 0xFF) {
+        ++i;
+        continue;
+      }
+      const bool sof = (marker >= 0xC0 && marker <= 0xCF) && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
+      if (sof) return {be16(b, i + 7), be16(b, i + 5)};
+      if (marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7)) {
+        i += 2;
+        continue;
+      }
+      i += 2 + be16(b, i + 2);
+    }
+  }
+  return {0, 0};
+}
+
+at::Tensor decode_image_rgb(const std::string& bytes, const std::string& name, const ImageLimits& limits) {
+  if (bytes.empty()) fail(name, ": empty file, expected an image");
+  auto [w, h] = image_header_size(bytes);
+  if (w > 0 && h > 0 && w * h > limits.max_pixels)
+    fail(name, ": image is ", w, "x", h, " = ", w * h, " pixels, above the limit of ", limits.max_pixels);
+  if (is_jpeg(bytes)) {
+    // libjpeg "recovers" from a truncated file by filling the rest with gray; refuse it instead.
+    std::size_t end = bytes.find_last_not_of('\0');
+    if (end == std::string::npos || end < 1 || static_cast<uint8_t>(bytes[end - 1]) != 0xFF ||
+        static_cast<uint8_t>(bytes[end]) != 0xD9)
+      fail(name, ": truncated JPEG (no end-of-image marker)");
+  }
+  cv::Mat raw(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data()));
+  cv::Mat bgr;
+  try {
+    bgr = cv::imdecode(raw, cv::IMREAD_COLOR);
+  } catch (const cv::Exception& e) {
+    fail(name, ": cannot decode image: ", e.what());
+  }
+  if (bgr.empty()) fail(name, ": not a readable image (unknown format or corrupt data)");
+  if (bgr.rows == 0 || bgr.cols == 0) fail(name, ": image has no pixels");
+  if (static_cast<int64_t>(bgr.rows) * bgr.cols > limits.max_pixels)
+    fail(name, ": image is ", bgr.cols, "x", bgr.rows, " pixels, above the limit of ", limits.max_pixels);
+  cv::Mat rgb;
+  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+  at::Tensor out = at::empty({rgb.rows, rgb.cols, 3}, at::kByte);
+  cv::Mat dst(rgb.rows, rgb.cols, CV_8UC3, out.data_ptr<uint8_t>());
+  rgb.copyTo(dst);
+  return out;
+}
+
+at::Tensor read_image_rgb(const std::filesystem::path& path, const ImageLimits& limits) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(path.string(), ": cannot open image file");
+  std::ostringstream s;
+  s << in.rdbuf();
+  return decode_image_rgb(s.str(), path.string(), limits);
+}
+
+void write_image(const std::filesystem::path& path, const at::Tensor& image) {
+  M2SA_CHECK(image.scalar_type() == at::kByte && (image.dim() == 2 || (image.dim() == 3 && image.size(2) == 3)),
+             path.string(), ": write_image expects uint8 [H, W] or [H, W, 3], got ", image.scalar_type(), " ",
+             image.sizes());
+  at::Tensor img = image.contiguous().cpu();
+  cv::Mat m;
+  if (img.dim() == 2) {
+    m = cv::Mat(static_cast<int>(img.size(0)), static_cast<int>(img.size(1)), CV_8UC1, img.data_ptr<uint8_t>());
+  } else {
+    cv::Mat rgb(static_cast<int>(img.size(0)), static_cast<int>(img.size(1)), CV_8UC3, img.data_ptr<uint8_t>());
+    cv::cvtColor(rgb, m, cv::COLOR_RGB2BGR);
+  }
+  std::string ext = path.extension().string();
+  if (ext.empty()) ext = ".png";
+  std::vector<uchar> buf;
+  if (!cv::imencode(ext, m, buf)) fail(path.string(), ": cannot encode image as ", ext);
+  write_file_atomic(path, std::string_view(reinterpret_cast<const char*>(buf.data()), buf.size()));
+}
+
+}  // namespace m2sa

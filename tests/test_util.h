@@ -1,0 +1,50 @@
+#pragma once
+// Helpers shared by the tests: fixture lookup ($M2SA_FIXTURE_DIR), tolerance checks that report the error,
+// running the CLI, temporary directories.
+#include <ATen/core/Tensor.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "m2sa/core/json_reader.h"
+
+namespace m2sa::test {
+
+// $M2SA_FIXTURE_DIR, else ../shared/fixtures relative to the repository root.
+std::filesystem::path fixture_dir();
+std::filesystem::path fixture(const std::string& name);
+std::filesystem::path repo_root();
+
+// A fresh empty directory under the system temp dir, removed when the object dies.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& tag = "m2sa_test");
+  ~TempDir();
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// max |a - b| (as double; shapes must agree).
+double max_abs_diff(const at::Tensor& a, const at::Tensor& b);
+
+// gtest assertion: shapes equal and max abs error <= atol; the message names `what` and the error.
+::testing::AssertionResult AllClose(const at::Tensor& actual, const at::Tensor& expected, double atol,
+                                    const std::string& what = "");
+
+struct CliResult {
+  int exit_code;
+  std::string output;  // stdout + stderr
+};
+// Runs build/m2sa with the given arguments (each quoted for the shell).
+CliResult run_cli(const std::vector<std::string>& args, const std::string& env = "");
+
+// Writes bytes to a file (for corrupt-input tests).
+void write_bytes(const std::filesystem::path& path, const std::string& bytes);
+std::string read_bytes(const std::filesystem::path& path);
+
+}  // namespace m2sa::test
