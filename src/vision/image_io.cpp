@@ -62,8 +62,9 @@ std::pair<int64_t, int64_t> image_header_size(const std::string& b) {
 at::Tensor decode_image_rgb(const std::string& bytes, const std::string& name, const ImageLimits& limits) {
   if (bytes.empty()) fail(name, ": empty file, expected an image");
   auto [w, h] = image_header_size(bytes);
-  if (w > 0 && h > 0 && w * h > limits.max_pixels)
-    fail(name, ": image is ", w, "x", h, " = ", w * h, " pixels, above the limit of ", limits.max_pixels);
+  // w and h come from the header (up to 2^32 each): compare without forming a product that can overflow.
+  if (w > 0 && h > 0 && w > limits.max_pixels / h)
+    fail(name, ": image is ", w, "x", h, " pixels, above the limit of ", limits.max_pixels, " pixels");
   if (is_jpeg(bytes)) {
     // libjpeg "recovers" from a truncated file by filling the rest with gray; refuse it instead.
     std::size_t end = bytes.find_last_not_of('\0');
