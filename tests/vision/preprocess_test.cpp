@@ -4,6 +4,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <iostream>
+
 #include "m2sa/core/json_reader.h"
 #include "m2sa/core/sha256.h"
 #include "m2sa/io/safetensors.h"
@@ -86,6 +88,7 @@ TEST_F(PreprocessParity, SamNormalisedValues) {
       }
     }
     EXPECT_LE(worst, kSampleAtol) << "normalised samples, max abs error " << worst;
+    std::cout << "  SAM " << c.at("name").get<std::string>() << ": samples max abs error " << worst << "\n";
     const at::Tensor mean = in.image.to(at::kDouble).mean({1, 2});
     const auto region = in.image.slice(1, 0, in.resized_hw[0]).slice(2, 0, in.resized_hw[1]).to(at::kDouble).mean({1, 2});
     for (int ch = 0; ch < 3; ++ch) {
@@ -146,6 +149,7 @@ TEST_F(PreprocessParity, ClipNormalisedValues) {
       }
     }
     EXPECT_LE(worst, kSampleAtol) << "normalised samples, max abs error " << worst;
+    std::cout << "  CLIP " << c.at("name").get<std::string>() << ": samples max abs error " << worst << "\n";
     const at::Tensor mean = px.to(at::kDouble).mean({1, 2});
     for (int ch = 0; ch < 3; ++ch)
       EXPECT_NEAR(mean[ch].item<double>(), clip.at("normalized_channel_mean").at(ch).get<double>(), kMeanAtol);
@@ -164,6 +168,8 @@ TEST(PreprocessParitySamTiny, NormaliseAndPad) {
   const at::Tensor expected = st.load("output.preprocessed_image");  // [1, 3, S, S]
   const at::Tensor got = normalise_and_pad(input, img_size);
   EXPECT_TRUE(test::AllClose(got, expected, atol, "output.preprocessed_image"));
+  std::cout << "  output.preprocessed_image max abs error " << test::max_abs_diff(got, expected) << " (atol " << atol
+            << ")\n";
   // Also the single-image [3, h, w] form.
   EXPECT_TRUE(test::AllClose(normalise_and_pad(input[0], img_size), expected[0], atol, "unbatched"));
 }
