@@ -8,7 +8,7 @@ PKGS=(
   libtorch-dev            # LibTorch 1.13.1 (CPU)
   libgloo-dev             # c10d Gloo headers that libtorch-dev does not pull in
   libopenblas0-openmp     # the default netlib BLAS makes fp32 GEMM 25-50x slower
-  libsentencepiece-dev libopencv-dev
+  libopencv-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev libgtest-dev
 )
 
