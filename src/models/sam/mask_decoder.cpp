@@ -92,7 +92,9 @@ DecoderOutput MaskDecoderImpl::forward(const at::Tensor& image_embeddings, const
   at::Tensor iou_token_out = t.queries.select(1, 0);        // [N, C]
   at::Tensor mask_tokens_out = t.queries.slice(1, 1, 1 + m);  // [N, m, C]
 
-  at::Tensor upscaled = t.keys.transpose(1, 2).reshape({n, dim_, g, g});
+  // [N, g*g, C] -> [N, C, g, g], made contiguous (the transposed view is channels-last in memory) so the
+  // upscaling convs get plain NCHW.
+  at::Tensor upscaled = t.keys.transpose(1, 2).reshape({n, dim_, g, g}).contiguous();
   upscaled = at::gelu(upscale_norm->forward(upscale_conv1->forward(upscaled)));
   upscaled = at::gelu(upscale_conv2->forward(upscaled));  // [N, C/8, 4g, 4g]
 
