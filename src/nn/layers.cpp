@@ -1,6 +1,10 @@
 #include "m2sa/nn/layers.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+
+#include <cmath>
+#include <optional>
 #include <torch/csrc/api/include/torch/version.h>
 
 #include "m2sa/core/error.h"
@@ -20,8 +24,66 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool has_bias) : in_features(in)
 }
 
 at::Tensor LinearImpl::forward(const at::Tensor& x) const {
-  M2SA_CHECK(x.size(-1) == in_features, "Linear: input has ", x.size(-1), " features, expected ", in_features);
-  return at::linear(x, weight, bias);
+  M2SA_CHECK(x.dim() >= 1 && x.size(-1) == in_features, "Linear: input ", x.sizes(), " has ",
+             x.dim() >= 1 ? x.size(-1) : 0, " features, expected ", in_features);
+  at::Tensor y = at::linear(x, weight, bias);
+  if (lora_r > 0 && !lora_merged_) {
+    // PEFT 0.4 lora.Linear.forward: result += lora_B(lora_A(dropout(x.to(A.dtype)))) * scaling.
+    at::Tensor h = x.to(lora_A.scalar_type());
+    if (lora_dropout > 0.0 && is_training()) h = at::dropout(h, lora_dropout, /*train=*/true);
+    at::Tensor update = at::linear(at::linear(h, lora_A), lora_B) * lora_scaling;
+    y = y + update.to(y.scalar_type());
+  }
+  return y;
+}
+
+void LinearImpl::enable_lora(int64_t r, double alpha, double dropout) {
+  M2SA_CHECK(lora_r == 0, "Linear(", in_features, " -> ", out_features, "): a LoRA adapter is already enabled");
+  M2SA_CHECK(r >= 1, "LoRA rank r must be >= 1, got ", r);
+  M2SA_CHECK(std::isfinite(alpha) && alpha > 0.0, "LoRA alpha must be a positive number, got ", alpha);
+  M2SA_CHECK(dropout >= 0.0 && dropout < 1.0, "LoRA dropout must be in [0, 1), got ", dropout);
+  // The adapter follows the base weight onto its device (meta for shape-only models).
+  std::optional<ShapeOnlyScope> meta;
+  if (weight.is_meta()) meta.emplace();
+  // PEFT: lora_A = ModuleDict({"default": Linear(in, r, bias=False)}) with kaiming_uniform_(a=sqrt(5)), which is
+  // nn.Linear's default init; lora_B the same shape-wise, initialised to zeros.
+  auto a_slot = register_module("lora_A", std::make_shared<torch::nn::Module>("ModuleDict"));
+  auto b_slot = register_module("lora_B", std::make_shared<torch::nn::Module>("ModuleDict"));
+  auto a = a_slot->register_module("default", Linear(in_features, r, /*bias=*/false));
+  auto b = b_slot->register_module("default", Linear(r, out_features, /*bias=*/false));
+  fill_(b->weight, 0.0);
+  if (!weight.is_meta() && weight.device() != a->weight.device()) {
+    a->to(weight.device());
+    b->to(weight.device());
+  }
+  lora_A = a->weight;
+  lora_B = b->weight;
+  lora_r = r;
+  lora_alpha = alpha;
+  lora_dropout = dropout;
+  lora_scaling = alpha / static_cast<double>(r);
+  lora_merged_ = false;
+}
+
+at::Tensor LinearImpl::lora_delta() const {
+  M2SA_CHECK(lora_r > 0, "Linear(", in_features, " -> ", out_features, "): no LoRA adapter");
+  return at::matmul(lora_B, lora_A) * lora_scaling;
+}
+
+void LinearImpl::merge_lora() {
+  M2SA_CHECK(lora_r > 0, "merge_lora: Linear(", in_features, " -> ", out_features, ") has no LoRA adapter");
+  M2SA_CHECK(!lora_merged_, "merge_lora: the LoRA adapter is already merged");
+  at::NoGradGuard no_grad;
+  weight.add_(lora_delta().to(weight.scalar_type()));
+  lora_merged_ = true;
+}
+
+void LinearImpl::unmerge_lora() {
+  M2SA_CHECK(lora_r > 0, "unmerge_lora: Linear(", in_features, " -> ", out_features, ") has no LoRA adapter");
+  M2SA_CHECK(lora_merged_, "unmerge_lora: the LoRA adapter is not merged");
+  at::NoGradGuard no_grad;
+  weight.sub_(lora_delta().to(weight.scalar_type()));
+  lora_merged_ = false;
 }
 
 Conv2dImpl::Conv2dImpl(int64_t in, int64_t out, int64_t k, int64_t s, int64_t p, bool has_bias)

@@ -11,12 +11,37 @@
 namespace m2sa::nn {
 
 // y = x W^T + b. weight [out, in], bias [out].
+//
+// Any Linear can host one LoRA adapter as PEFT 0.4's `lora.Linear` does (adapter name "default"):
+// `enable_lora(r, alpha, dropout)` registers `lora_A.default.weight` [r, in] (kaiming-uniform a=sqrt(5), as
+// nn.Linear) and `lora_B.default.weight` [out, r] (zeros), so the state keys are PEFT's, and the forward becomes
+// y = x W^T + b + dropout(x) A^T B^T * (alpha / r). The adapter is created in fp32 on the base weight's device
+// (PEFT's default; the input is cast to the adapter's dtype and the update back to the output's). Rules for
+// which layers get one: nn/lora.h.
 class LinearImpl : public torch::nn::Module {
  public:
   LinearImpl(int64_t in_features, int64_t out_features, bool bias = true);
   at::Tensor forward(const at::Tensor& x) const;
+
+  // Errors if an adapter exists already, r < 1, or dropout is outside [0, 1).
+  void enable_lora(int64_t r, double alpha, double dropout);
+  bool has_lora() const { return lora_r > 0; }
+  bool lora_merged() const { return lora_merged_; }
+  // W += (alpha / r) B A (in W's dtype); forward then skips the adapter. Errors without an adapter or when
+  // already merged. unmerge_lora subtracts it again.
+  void merge_lora();
+  void unmerge_lora();
+  // (alpha / r) B A, [out, in], in the adapter's dtype.
+  at::Tensor lora_delta() const;
+
   int64_t in_features, out_features;
   at::Tensor weight, bias;
+  int64_t lora_r = 0;
+  double lora_alpha = 0.0, lora_dropout = 0.0, lora_scaling = 0.0;
+  at::Tensor lora_A, lora_B;  // the adapter's parameters (undefined without one)
+
+ private:
+  bool lora_merged_ = false;
 };
 TORCH_MODULE(Linear);
 
