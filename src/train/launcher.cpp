@@ -244,13 +244,13 @@ int launch_local(int nproc, const LaunchOptions& options) {
       if (failed_rank >= 0) {
         bool others = false;
         for (auto& c : children) others = others || !c.exited;
-        if (others) {
+        if (others && options.stop_others_on_failure) {
           std::fprintf(stderr, "[launcher] rank %d %s; stopping the other ranks\n", failed_rank,
                        describe(result).c_str());
           for (auto& c : children)
             if (!c.exited) ::kill(c.pid, SIGTERM);
         }
-        if (!terminating) {
+        if (!terminating && options.stop_others_on_failure) {
           terminating = true;
           kill_deadline = std::chrono::steady_clock::now() +
                           std::chrono::milliseconds(static_cast<int64_t>(options.kill_grace_s * 1000));

@@ -22,6 +22,9 @@ struct LaunchOptions {
   std::function<void(int rank, const std::string& line)> on_line;
   double kill_grace_s = 5.0;  // SIGTERM -> SIGKILL delay for the surviving children after a failure
   int master_port = 0;        // 0: pick a free port
+  // Stop the other ranks when one fails (torchrun's behaviour). Tests turn it off to watch the survivors detect
+  // the failure on their own (collective error or timeout).
+  bool stop_others_on_failure = true;
 };
 
 // Runs the children and waits for all of them. Returns 0 when every child exits with 0, else the exit status of
