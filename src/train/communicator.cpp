@@ -152,6 +152,14 @@ void Communicator::broadcast_tensors_(const std::vector<at::Tensor>& tensors, in
   }
 }
 
+std::vector<int64_t> shard_indices(int64_t n, int rank, int world_size) {
+  M2SA_CHECK(world_size >= 1 && rank >= 0 && rank < world_size, "shard_indices: rank ", rank,
+             " is not in a world of ", world_size);
+  std::vector<int64_t> out;
+  for (int64_t i = rank; i < n; i += world_size) out.push_back(i);
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------- local
 
 namespace {
@@ -247,7 +255,7 @@ class C10dCommunicator final : public Communicator {
     std::vector<at::Tensor> lens_in{len};
     std::vector<std::vector<at::Tensor>> lens_out(1);
     for (int r = 0; r < world; ++r) lens_out[0].push_back(at::zeros({1}, long_opts));
-    run("all_gather(lengths)", [&] {
+    run("all_gather", [&] {
       c10d::AllgatherOptions o;
       o.timeout = timeout_;
       return pg_->allgather(lens_out, lens_in, o);
@@ -264,7 +272,7 @@ class C10dCommunicator final : public Communicator {
     std::vector<std::vector<at::Tensor>> out(1);
     for (int r = 0; r < world; ++r)
       out[0].push_back(at::zeros({max_len}, at::TensorOptions().dtype(at::kByte).device(device_)));
-    run("all_gather(bytes)", [&] {
+    run("all_gather", [&] {
       c10d::AllgatherOptions o;
       o.timeout = timeout_;
       return pg_->allgather(out, in, o);

@@ -288,7 +288,8 @@ void Trainer::save_checkpoint(bool new_best) {
   // Every rank's sampler and RNG state goes to rank 0, which writes the checkpoint.
   json mine{{"rank", comm_.rank()}, {"rng", rng_.capture()}};
   if (task_.data_state) mine["data_state"] = task_.data_state();
-  const std::vector<std::string> all = comm_.all_gather_bytes(mine.dump());
+  const std::vector<std::string> all = with_context(
+      "saving the checkpoint of step " + std::to_string(step_), [&] { return comm_.all_gather_bytes(mine.dump()); });
   if (!comm_.is_main()) return;
   json state;
   state["optimizer_steps"] = optimizer_.steps();
@@ -411,7 +412,8 @@ void Trainer::train_step() {
   std::vector<double> stats{bad.empty() ? 0.0 : 1.0, static_cast<double>(samples), static_cast<double>(micros),
                             loss_sum};
   for (size_t i = 0; i < part_names_.size(); ++i) stats.push_back(i < part_sums.size() ? part_sums[i] : 0.0);
-  stats = comm_.all_reduce_sum(stats);
+  const std::string where = "step " + std::to_string(step_ + 1) + "/" + std::to_string(config_.total_steps());
+  stats = with_context(where + ", reducing the losses", [&] { return comm_.all_reduce_sum(stats); });
   if (stats[0] > 0) {
     const std::vector<std::string> reports = comm_.all_gather_bytes(bad);
     std::string msg;
@@ -422,7 +424,9 @@ void Trainer::train_step() {
   }
 
   // Mean gradient over all micro-batches of all ranks, in fp32.
-  for (at::Tensor& bucket : params_.grad_buckets()) comm_.all_reduce_sum_(bucket);
+  with_context(where + ", reducing the gradients", [&] {
+    for (at::Tensor& bucket : params_.grad_buckets()) comm_.all_reduce_sum_(bucket);
+  });
   params_.scale_grads(1.0 / static_cast<double>(gas * comm_.world_size()));
   const double grad_norm = params_.clip_grad_norm(config_.gradient_clipping);
   if (!std::isfinite(grad_norm)) {

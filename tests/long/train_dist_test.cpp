@@ -109,6 +109,10 @@ struct Launch {
     return s;
   }
   bool contains(const std::string& needle) const { return text().find(needle) != std::string::npos; }
+  void print_errors() const {
+    for (const auto& l : lines)
+      if (l.find("ERROR") != std::string::npos) std::printf("  %s\n", l.c_str());
+  }
 };
 
 Launch launch(int nproc, std::vector<std::pair<std::string, std::string>> env, bool stop_others = true) {
@@ -155,7 +159,7 @@ TEST(TrainDist, TwoGlooRanksMatchOneRankWithTheSameGlobalBatch) {
   test::TempDir tmp;
   // Global batch 8 images per step: 1 rank x 4 micro-batches x 2 images vs 2 ranks x 2 x 2.
   std::vector<std::pair<std::string, std::string>> common = {
-      {"M2SA_TOY_STEPS", "8"}, {"M2SA_TOY_MICRO", "2"}, {"M2SA_TOY_CKPT_EVERY", "4"}};
+      {"M2SA_TOY_STEPS", "8"}, {"M2SA_TOY_MICRO", "2"}, {"M2SA_TOY_CKPT_EVERY", "4"}, {"M2SA_TOY_VALIDATE", "1"}};
   auto one_env = common, two_env = common;
   one_env.insert(one_env.end(), {{"M2SA_TOY_GAS", "4"}, {"M2SA_TOY_DIR", (tmp / "one").string()},
                                  {"M2SA_TOY_OUT", (tmp / "one.safetensors").string()}});
@@ -184,11 +188,22 @@ TEST(TrainDist, TwoGlooRanksMatchOneRankWithTheSameGlobalBatch) {
     for (const auto& [name, t] : a)
       if (name == item.key()) moved = std::max(moved, test::max_abs_diff(t, item.value().detach()));
   EXPECT_GT(moved, 1e-3);
-  // Only rank 0 writes: one metrics line per step, one set of checkpoints.
-  std::ifstream in(tmp / "two" / "metrics.jsonl");
-  int lines = 0;
-  for (std::string l; std::getline(in, l);) ++lines;
-  EXPECT_EQ(lines, 8);
+  // Only rank 0 writes: one metrics line per step plus the validation. The validation metrics, summed over the
+  // two ranks' disjoint shards, equal the single rank's (up to a pixel flipped by the last-bit differences).
+  auto read = [](const fs::path& p) {
+    std::vector<json> out;
+    std::ifstream in(p);
+    for (std::string l; std::getline(in, l);) out.push_back(json::parse(l));
+    return out;
+  };
+  const std::vector<json> m1 = read(tmp / "one" / "metrics.jsonl"), m2 = read(tmp / "two" / "metrics.jsonl");
+  ASSERT_EQ(m2.size(), 9u);
+  ASSERT_EQ(m1.size(), 9u);
+  EXPECT_EQ(m2[8]["type"], "val");
+  std::printf("validation giou 1 rank %.6f, 2 ranks %.6f\n", m1[8]["giou"].get<double>(), m2[8]["giou"].get<double>());
+  EXPECT_NEAR(m1[8]["giou"].get<double>(), m2[8]["giou"].get<double>(), 1e-3);
+  EXPECT_NEAR(m1[8]["ciou"].get<double>(), m2[8]["ciou"].get<double>(), 1e-3);
+  for (size_t i = 0; i < 8; ++i) EXPECT_NEAR(m1[i]["loss"].get<double>(), m2[i]["loss"].get<double>(), 1e-5) << i;
 }
 
 TEST(TrainDist, DeadRankEndsTheOtherRankWithAClearError) {
@@ -199,6 +214,7 @@ TEST(TrainDist, DeadRankEndsTheOtherRankWithAClearError) {
                      {"M2SA_TOY_DIE_RANK", "1"}, {"M2SA_TOY_DIE_STEP", "3"}, {"M2SA_TOY_TIMEOUT_S", "30"}},
                     /*stop_others=*/false);
   std::printf("dead rank: launcher returned %d after %.1f s\n", r.code, r.seconds);
+  r.print_errors();
   EXPECT_NE(r.code, 0);
   EXPECT_TRUE(r.contains("[rank 0] WORKER ERROR: distributed")) << r.text();
   EXPECT_TRUE(r.contains("failed on rank 0 of 2 (gloo")) << r.text();
@@ -212,6 +228,7 @@ TEST(TrainDist, HungRankTimesOutEveryRank) {
   Launch r = launch(2, {{"M2SA_TOY_STEPS", "50"}, {"M2SA_TOY_DIR", (tmp / "run").string()},
                         {"M2SA_TOY_HANG_RANK", "1"}, {"M2SA_TOY_HANG_STEP", "2"}, {"M2SA_TOY_TIMEOUT_S", "5"}});
   std::printf("hung rank: launcher returned %d after %.1f s\n", r.code, r.seconds);
+  r.print_errors();
   EXPECT_NE(r.code, 0);
   EXPECT_TRUE(r.contains("[rank 0] WORKER ERROR: distributed")) << r.text();
   EXPECT_TRUE(r.contains("timeout 5 s")) << r.text();

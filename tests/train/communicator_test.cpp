@@ -92,6 +92,15 @@ TEST(TrainCommunicator, WorldOfOneIsANoOp) {
   EXPECT_THROW(comm->broadcast_(t, 1), Error);
 }
 
+TEST(TrainCommunicator, ShardsCoverEverySampleOnce) {
+  std::vector<int> seen(10, 0);
+  for (int r = 0; r < 3; ++r)
+    for (int64_t i : shard_indices(10, r, 3)) ++seen[i];
+  EXPECT_EQ(seen, std::vector<int>(10, 1));
+  EXPECT_EQ(shard_indices(10, 2, 3), (std::vector<int64_t>{2, 5, 8}));
+  EXPECT_THROW(shard_indices(10, 3, 3), Error);
+}
+
 TEST(TrainCommunicator, GlooIsAvailableInThisBuild) {
   EXPECT_TRUE(gloo_available());
   EXPECT_FALSE(nccl_available());  // CPU LibTorch

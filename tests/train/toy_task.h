@@ -87,6 +87,7 @@ struct ToyOptions {
   int64_t hidden = 64;
   int64_t nan_at_global_micro = -1;  // make that micro-batch's loss NaN
   std::string first_step_lr = "deepspeed-0.15.3";
+  bool bf16 = false;  // bf16 model weights and activations, fp32 masters and fp32 mask losses (the CUDA recipe)
 };
 
 // The model, its sampler and the TrainTask that plugs it into the Trainer.
@@ -95,6 +96,7 @@ class ToyTask {
   explicit ToyTask(const ToyOptions& o) : o_(o), sampler_(o.seed + 17) {
     at::manual_seed(o.seed);  // same initial weights on every rank (rank 0's are broadcast anyway)
     net_ = ToyNet(o.hidden, o.dropout);
+    if (o.bf16) net_->to(at::kBFloat16);
   }
 
   train::TrainerConfig config() const {
@@ -145,7 +147,9 @@ class ToyTask {
         images.push_back(s.image);
         gts.push_back(s.mask);
       }
-      at::Tensor logits = net_->forward(at::stack(images));  // [B, 8, 8]
+      at::Tensor input = at::stack(images);
+      if (o_.bf16) input = input.to(at::kBFloat16);
+      at::Tensor logits = net_->forward(input).to(at::kFloat);  // [B, 8, 8], losses in fp32
       std::vector<at::Tensor> preds;
       for (size_t i = 0; i < ids.size(); ++i) preds.push_back(logits[i].unsqueeze(0).slice(0, 0, gts[i].size(0)));
       train::MaskLossResult m = train::mask_losses(preds, gts, 1.0, 1.0);
@@ -164,10 +168,12 @@ class ToyTask {
     if (o_.validate) {
       t.validate = [this](const train::StepInfo& info, train::Communicator& comm) {
         std::map<std::string, double> sums{{"inter", 0}, {"union", 0}, {"iou_sum", 0}, {"count", 0}};
-        for (int64_t k = info.rank; k < o_.val_samples; k += info.world_size) {
+        for (int64_t k : train::shard_indices(o_.val_samples, info.rank, info.world_size)) {
           ToySample s = toy_sample(o_.seed + 1, 100000 + k);
           if (s.mask.size(0) == 0) continue;
-          at::Tensor pred = (net_->forward(s.image.unsqueeze(0)) > 0).to(at::kFloat);
+          at::Tensor image = s.image.unsqueeze(0);
+          if (o_.bf16) image = image.to(at::kBFloat16);
+          at::Tensor pred = (net_->forward(image) > 0).to(at::kFloat);
           const double inter = (pred * s.mask).sum().item<double>();
           const double uni = ((pred + s.mask) > 0).sum().item<double>();
           sums["inter"] += inter;
@@ -194,7 +200,8 @@ class ToyTask {
 
 struct ToyRun {
   train::TrainSummary summary;
-  NamedTensors masters;  // final trainable weights (copies)
+  NamedTensors masters;  // final trainable weights (copies of the fp32 masters)
+  NamedTensors params;   // final model tensors (copies, model dtype)
   std::vector<train::StepReport> reports;
 };
 
@@ -219,6 +226,7 @@ inline ToyRun run_toy(const ToyOptions& o, train::Communicator& comm, const std:
   trainer.register_rng("sampler", &toy.sampler_rng());
   out.summary = trainer.run();
   for (auto& [name, t] : params.named_masters()) out.masters.emplace_back(name, t.clone());
+  for (size_t i = 0; i < params.size(); ++i) out.params.emplace_back(params.names()[i], params.params()[i].detach().clone());
   return out;
 }
 

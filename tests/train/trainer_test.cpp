@@ -96,6 +96,36 @@ TEST(TrainTrainer, ResumeContinuesBitForBit) {
   for (size_t i = 0; i < lines.size(); ++i) EXPECT_EQ(lines[i]["step"], static_cast<int64_t>(i + 1));
 }
 
+TEST(TrainTrainer, Bf16WeightsTrainThroughFp32MastersAndResumeExactly) {
+  test::ToyOptions o;
+  o.bf16 = true;
+  o.steps = 12;
+  o.micro_batch = 4;
+  o.lr = 3e-3;  // updates far below bf16's resolution near 1: they must accumulate in the fp32 masters
+  auto comm = make_local_communicator();
+  test::TempDir a, b;
+  test::ToyRun full = test::run_toy(o, *comm, a.path());
+  double first = full.reports[1].loss, last = full.reports.back().loss;
+  EXPECT_LT(last, first);
+  bool any_between = false;
+  for (size_t i = 0; i < full.params.size(); ++i) {
+    EXPECT_EQ(full.params[i].second.scalar_type(), at::kBFloat16);
+    EXPECT_EQ(full.masters[i].second.scalar_type(), at::kFloat);
+    EXPECT_TRUE(at::equal(full.params[i].second, full.masters[i].second.to(at::kBFloat16))) << full.params[i].first;
+    any_between = any_between || !at::equal(full.params[i].second.to(at::kFloat), full.masters[i].second);
+  }
+  EXPECT_TRUE(any_between) << "the masters should hold precision the bf16 weights do not";
+  EXPECT_THROW(test::run_toy(o, *comm, b.path(), false, {},
+                             [](const StepReport& r) {
+                               if (r.step == 7) throw std::runtime_error("interrupted");
+                             }),
+               std::runtime_error);
+  test::ToyRun resumed = test::run_toy(o, *comm, b.path(), true);
+  EXPECT_EQ(resumed.summary.start_step, 6);
+  EXPECT_EQ(max_diff(full.masters, resumed.masters), 0.0);
+  EXPECT_EQ(max_diff(full.params, resumed.params), 0.0);
+}
+
 TEST(TrainTrainer, NonFiniteLossStopsNamingStepAndSources) {
   test::ToyOptions o;
   o.steps = 6;

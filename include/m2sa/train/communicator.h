@@ -77,6 +77,10 @@ class Communicator {
   void broadcast_tensors_(const std::vector<at::Tensor>& tensors, int root, int64_t bucket_bytes = int64_t{64} << 20);
 };
 
+// The validation samples of `rank`: indices rank, rank + world, ... below n. Every sample is evaluated exactly once
+// across ranks (no padding as DistributedSampler adds), so summed metrics count each sample once.
+std::vector<int64_t> shard_indices(int64_t n, int rank, int world_size);
+
 // World size 1: every collective is a no-op (or the identity).
 std::unique_ptr<Communicator> make_local_communicator();
 
