@@ -69,8 +69,12 @@ std::vector<SynthQuestion> make_questions(const SynthScene& s, const std::vector
   for (std::size_t i = 0; i < s.objects.size(); ++i)
     for (std::size_t p = 0; p < s.objects[i].parts.size(); ++p) {
       const SynthPart& part = s.objects[i].parts[p];
+      // Only parts that stay reasonably visible are asked about: at least 0.4% of the image (and 24 pixels) and
+      // 40% of their unoccluded area. This keeps the targets learnable for a small model.
       const int64_t visible = part.visible_area;
-      if (visible >= 16 && visible * 4 >= part.full_area) parts.emplace_back(static_cast<int>(i), static_cast<int>(p));
+      const int64_t min_pixels = std::max<int64_t>(24, s.height * s.width / 250);
+      if (visible >= min_pixels && visible * 5 >= part.full_area * 2)
+        parts.emplace_back(static_cast<int>(i), static_cast<int>(p));
     }
 
   auto allowed = [&](SynthKind k) { return std::find(kinds.begin(), kinds.end(), k) != kinds.end(); };

@@ -144,7 +144,7 @@ SynthScene render_scene(uint64_t seed, const SynthOptions& options) {
       Placed o;
       o.category = static_cast<int>(uniform_int(rng, cats.size()));
       const CategorySpec& c = cats[static_cast<std::size_t>(o.category)];
-      const double wf = (n == 1 ? 0.38 : 0.28) + (n == 1 ? 0.22 : 0.18) * uniform01(rng);
+      const double wf = (n == 1 ? 0.40 : 0.30) + (n == 1 ? 0.22 : 0.18) * uniform01(rng);
       double w = wf * W;
       double h = w * c.aspect * (0.88 + 0.24 * uniform01(rng));
       if (h > 0.9 * H) {
