@@ -215,7 +215,7 @@ class Unpickler {
         case 'C': push(PyValue::bytes(std::string(take(u8())))); break;
         case 0x8e: push(PyValue::bytes(std::string(take(le(8))))); break;
         case 0x96: push(PyValue::bytes(std::string(take(le(8))))); break;  // BYTEARRAY8
-        case 'V': push(PyValue::str(raw_unicode_escape(readline()))); break;
+        case 'V': push(PyValue::str(raw_unicode_escape(readline(), op_pos))); break;
         case 'X': push(PyValue::str(std::string(take(le(4))))); break;
         case 0x8c: push(PyValue::str(std::string(take(u8())))); break;
         case 0x8d: push(PyValue::str(std::string(take(le(8))))); break;
@@ -390,17 +390,38 @@ class Unpickler {
       out += static_cast<char>(0x80 | (cp & 0x3F));
     }
   }
-  // Protocol 0 UNICODE: latin-1 bytes with \uXXXX / \UXXXXXXXX escapes -> UTF-8.
-  static std::string raw_unicode_escape(const std::string& s) {
+  // Parses exactly `n` hex digits at s[i..]; -1 if any is not a hex digit.
+  static int64_t hex_digits(const std::string& s, std::size_t i, std::size_t n) {
+    if (i + n > s.size()) return -1;
+    int64_t v = 0;
+    for (std::size_t k = i; k < i + n; ++k) {
+      const char c = s[k];
+      int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+      if (d < 0) return -1;
+      v = v * 16 + d;
+    }
+    return v;
+  }
+  // Protocol 0 UNICODE (Python 2 cPickle writes these for `unicode` objects): latin-1 bytes with \uXXXX /
+  // \UXXXXXXXX escapes (backslash and newline themselves arrive escaped) -> UTF-8. A surrogate pair, as a narrow
+  // (UCS-2) Python 2 build writes characters above U+FFFF, is joined into one code point.
+  std::string raw_unicode_escape(const std::string& s, std::size_t pos) const {
     std::string out;
     for (std::size_t i = 0; i < s.size(); ++i) {
       if (s[i] == '\\' && i + 1 < s.size() && (s[i + 1] == 'u' || s[i + 1] == 'U')) {
-        std::size_t n = s[i + 1] == 'u' ? 4 : 8;
-        if (i + 2 + n <= s.size()) {
-          put_utf8(out, static_cast<uint32_t>(std::stoul(s.substr(i + 2, n), nullptr, 16)));
-          i += 1 + n;
-          continue;
+        const std::size_t n = s[i + 1] == 'u' ? 4 : 8;
+        int64_t cp = hex_digits(s, i + 2, n);
+        if (cp < 0 || cp > 0x10FFFF) bad(pos, "bad \\", s[i + 1], " escape in UNICODE string");
+        i += 1 + n;
+        if (cp >= 0xD800 && cp < 0xDC00 && i + 6 < s.size() && s[i + 1] == '\\' && s[i + 2] == 'u') {
+          const int64_t lo = hex_digits(s, i + 3, 4);
+          if (lo >= 0xDC00 && lo < 0xE000) {
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            i += 6;
+          }
         }
+        put_utf8(out, static_cast<uint32_t>(cp));
+        continue;
       }
       put_utf8(out, static_cast<uint8_t>(s[i]));
     }
@@ -424,11 +445,13 @@ class Unpickler {
         case '\\': out += '\\'; break;
         case '\'': out += '\''; break;
         case '"': out += '"'; break;
-        case 'x':
-          if (i + 2 >= s.size()) bad(pos, "bad \\x escape");
-          out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
+        case 'x': {
+          const int64_t v = i + 3 < s.size() ? hex_digits(s, i + 1, 2) : -1;  // two digits before the closing quote
+          if (v < 0) bad(pos, "bad \\x escape in STRING");
+          out += static_cast<char>(v);
           i += 2;
           break;
+        }
         default:
           if (e >= '0' && e <= '7') {
             int v = e - '0';
