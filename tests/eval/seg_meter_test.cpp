@@ -193,6 +193,26 @@ TEST(SegMeter, GenerateExtraAndMissingPredictions) {
   EXPECT_EQ(meter.giou(), 0.0);
 }
 
+TEST(SegMeter, ModesAgreeWhenCountsMatchAndOrderIsBest) {
+  // Disjoint GT bands, each predicted by a noisy copy (10 % of pixels flipped, some GT pixels ignored): the
+  // diagonal is the best matching, so generate mode pairs exactly like teacher-forced and every sum agrees.
+  at::manual_seed(11);
+  SegMeter tf(EvalMode::kTeacherForced), gen(EvalMode::kGenerate);
+  const int64_t h = 24, w = 32;
+  for (int64_t n = 1; n <= 5; ++n) {
+    at::Tensor gt = at::zeros({n, h, w}, at::kByte);
+    for (int64_t k = 0; k < n; ++k) gt[k].narrow(0, k * h / n, (k + 1) * h / n - k * h / n).fill_(1);
+    gt.masked_fill_(at::rand({n, h, w}).lt(0.05), 255);
+    at::Tensor pred = gt.eq(1).logical_xor(at::rand({n, h, w}).lt(0.1));
+    ImageScore a = tf.add(pred, gt), b = gen.add(pred, gt);
+    for (int64_t k = 0; k < n; ++k) EXPECT_EQ(b.masks[static_cast<size_t>(k)].pred_index, k);
+    EXPECT_EQ(a.count(), SegCount::kExact);
+  }
+  for (size_t k = 0; k < MetricSums::kSize; ++k)
+    EXPECT_EQ(tf.sums().values[k], gen.sums().values[k]) << MetricSums::name(k);
+  EXPECT_GT(tf.giou(), 0.5);
+}
+
 TEST(SegMeter, MergeEqualsOneMeterOverTheUnion) {
   for (EvalMode mode : {EvalMode::kTeacherForced, EvalMode::kGenerate}) {
     std::vector<Image> split = hand_split();

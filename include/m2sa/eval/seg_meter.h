@@ -16,8 +16,10 @@
 //     * a matched pair scores like teacher-forced (mask_iou, I and U);
 //     * an unmatched GT mask scores IoU 0 and adds its area to the cIoU union (as if predicted empty);
 //     * unmatched predictions are reported as extra and are not scored.
-//   With the right count and the predictions in GT order the two modes agree, except that generate mode also
-//   charges unmatched GT areas to cIoU.
+//   With the right count and predictions whose best matching is the GT order, the two modes give the same
+//   numbers; they differ when predictions are missing (generate mode scores those GT masks and charges their
+//   area to the cIoU union, teacher-forced skips a prediction-less image) or out of order.
+//   A matched pair may have IoU 0 (it is still a pair: its union counts); ties are broken deterministically.
 // In both modes the [SEG] count is checked per image (exact / too few / too many).
 //
 // The accumulated sums are exact and mergeable across ranks (MetricSums::to_vector for an all-reduce, or
