@@ -159,7 +159,11 @@ void allocate_shape_only(torch::nn::Module& module, at::ScalarType dtype, const 
   auto give = [&](const std::string& name, at::Tensor& t) {
     if (!t.is_meta()) return;
     const at::ScalarType d = !t.is_floating_point() ? t.scalar_type() : nn::is_lora_key(name) ? at::kFloat : dtype;
-    t.set_data(at::empty(t.sizes(), at::TensorOptions().dtype(d).device(device)));
+    const at::Tensor fresh = at::empty(t.sizes(), at::TensorOptions().dtype(d).device(device));
+    // What Variable::set_data does after its type check, which refuses meta -> CPU/CUDA in LibTorch (Python's
+    // Module.to_empty replaces the Parameter object instead; C++ modules hold their tensors by handle, so the
+    // handle's implementation takes the new storage, dtype, device and dispatch keys in place).
+    t.unsafeGetTensorImpl()->shallow_copy_from(fresh.getIntrusivePtr());
   };
   for (auto& item : module.named_parameters(/*recurse=*/true)) give(item.key(), item.value());
   for (auto& item : module.named_buffers(/*recurse=*/true)) give(item.key(), item.value());

@@ -1,5 +1,7 @@
 #include "m2sa/models/m2sa/m2sa_config.h"
 
+#include <algorithm>
+
 #include "m2sa/core/error.h"
 
 namespace m2sa::m2sa_model {
@@ -104,6 +106,8 @@ M2SAConfig M2SAConfig::from_hf_config(const json& config, const std::string& sou
   c.clip = clip;
   c.m2sa.out_dim = r.get_or<int64_t>("out_dim", 256);
   c.m2sa.use_mm_start_end = r.get_or<bool>("mm_use_im_start_end", true);
+  // model_max_length is a tokenizer setting (the reference passes 2048); it cannot exceed the LLM's positions.
+  c.m2sa.model_max_length = std::min<int64_t>(c.m2sa.model_max_length, c.llama.max_position_embeddings);
   c.validate(source);
   return c;
 }
