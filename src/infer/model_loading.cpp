@@ -6,6 +6,7 @@
 
 #include "m2sa/core/dtype.h"
 #include "m2sa/core/error.h"
+#include "m2sa/io/checkpoint_keys.h"
 #include "m2sa/io/weight_store.h"
 #include "m2sa/models/m2sa/m2sa_checkpoint.h"
 #include "m2sa/nn/init.h"
@@ -76,6 +77,18 @@ LoadedModel load_model(const ModelSource& src, const LoadModelOptions& options) 
     }
   }
 
+  // A reference LISA checkpoint has no compress_vit: when the sizes come from config.json alone, build stock SAM
+  // ViT-H (no early-layer tap), so LISA weights load too.
+  bool lisa_layout = false;
+  if (from_dir && src.config.empty() && !fs::exists(src.model_dir / m2sa_model::kM2SAConfigFile)) {
+    const WeightStore probe = open_store(src.model_dir, "model directory");
+    if (!probe.contains(std::string(key_rules::kSam) + "mask_decoder.compress_vit.0.weight")) {
+      config.sam = sam::SamConfig::vit_h();
+      config.validate(src.model_dir.string());
+      lisa_layout = true;
+    }
+  }
+
   // 2. The tokenizer (checked before any weight is read).
   fs::path tok_path = src.tokenizer;
   if (tok_path.empty()) tok_path = from_dir ? src.model_dir : from_start ? src.llava_dir : fs::path();
@@ -114,6 +127,8 @@ LoadedModel load_model(const ModelSource& src, const LoadModelOptions& options) 
     m2sa_model::allocate_shape_only(*model, options.dtype, options.device);
     if (from_dir) {
       const WeightStore store = open_store(src.model_dir, "model directory");
+      if (lisa_layout) log.push_back(src.model_dir.string() + ": no mask_decoder.compress_vit in the checkpoint: "
+                                     "LISA layout (SAM ViT-H without M2SA's early-layer fusion)");
       log.push_back("weights " + src.model_dir.string() + ": " + m2sa_model::load_merged_weights(*model, store).summary());
       const WeightStore clip = open_store(clip_dir, "CLIP folder");
       log.push_back("CLIP " + clip_dir.string() + ": " + m2sa_model::load_clip_weights(*model, clip).summary());

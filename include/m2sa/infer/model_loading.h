@@ -3,7 +3,8 @@
 // (../shared/spec/M2SA.md section 1.9; the weight rules are in m2sa/models/m2sa/m2sa_checkpoint.h):
 //  - model_dir: a merged Hugging Face folder (released M2SA / LISA weights, or `m2sa export` output). Sizes come
 //    from its m2sa_config.json when present, else from config.json + the CLIP folder's config.json (SAM ViT-H);
-//    the CLIP tower comes from clip_dir, or from <model_dir>/vision_tower (our exports);
+//    the CLIP tower comes from clip_dir, or from <model_dir>/vision_tower (our exports). A checkpoint without
+//    mask_decoder.compress_vit (LISA) gets stock SAM ViT-H without the early-layer fusion;
 //  - peft: an un-merged PEFT state dict (reference training output) + config (+ clip_dir when the file lacks CLIP);
 //  - sam + llava_dir + clip_dir + config: the start of a training run;
 // optionally followed by trained weights (the trainer's trainable.safetensors, LoRA keys allowed).

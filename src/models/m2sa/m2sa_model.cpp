@@ -188,7 +188,7 @@ ForwardOutput M2SAForCausalLMImpl::forward(const M2SABatch& batch, const Forward
   const int64_t b = batch.images.size();
   M2SA_CHECK(batch.input_ids.defined() && batch.input_ids.dim() == 2 && batch.input_ids.size(0) >= 1, who,
              ": input_ids must be int64 [R, L] with R >= 1 conversations, got ", shape_of(batch.input_ids));
-  const int64_t rows = batch.input_ids.size(0), length = batch.input_ids.size(1);
+  const int64_t rows = batch.input_ids.size(0);
   with_context(who, [&] { check_offset(batch.offset, b, rows); });
   if (batch.attention_mask.defined())
     M2SA_CHECK(batch.attention_mask.sizes() == batch.input_ids.sizes(), who, ": attention_mask ",
@@ -202,7 +202,6 @@ ForwardOutput M2SAForCausalLMImpl::forward(const M2SABatch& batch, const Forward
   const SegPositions seg = with_context(who, [&] {
     return seg_positions(batch.input_ids, config_.m2sa.seg_token_id, n, batch.offset);
   });
-  (void)length;
 
   ForwardOutput out;
   out.seg = seg;

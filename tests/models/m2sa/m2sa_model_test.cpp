@@ -329,6 +329,22 @@ TEST(M2SAModel, Bfloat16ModelGivesFp32Masks) {
   EXPECT_GE(r.output_ids.size(), 1u);
 }
 
+TEST(M2SAModel, LisaLayoutWithoutEarlyFusion) {
+  // LISA = M2SA without compress_vit and the block tap: the same model code serves both.
+  M2SAConfig c = test::tiny_config();
+  c.sam.mask_decoder.compress_vit = false;
+  c.sam.image_encoder.early_layer = -1;
+  at::manual_seed(0);
+  M2SAForCausalLM model(c);
+  model->eval();
+  for (const auto& item : model->named_parameters()) EXPECT_EQ(item.key().find("compress_vit"), std::string::npos);
+  M2SABatch b = make_batch(c, {{40, 60}}, {prompt_ids(0)}, {kAnswer}, {0, 1});
+  EXPECT_FALSE(model->sam_features(b.images.sam_images).early.defined());
+  const ForwardOutput out = model->forward(b);
+  EXPECT_EQ(out.pred_masks[0].sizes(), (std::vector<int64_t>{2, 40, 60}));
+  EXPECT_TRUE(at::isfinite(out.pred_masks[0]).all().item<bool>());
+}
+
 TEST(M2SAModel, TrainableSelectionAndGradients) {
   auto model = test::tiny_model();
   const M2SAConfig& c = model->config();

@@ -97,6 +97,7 @@ struct ForwardOutput {
   SegPositions seg;                        // where the [SEG] prompts were taken
   std::vector<at::Tensor> seg_embeddings;  // per image [n_i, out_dim] (after text_hidden_fcs)
   std::vector<at::Tensor> pred_masks;      // per image fp32 [n_i, H_i, W_i] mask logits at the original size
+                                           // (empty vector with compute_masks = false)
 };
 
 // ---- generation ----
@@ -173,7 +174,9 @@ class M2SAForCausalLMImpl : public torch::nn::Module {
   ForwardOutput forward(const M2SABatch& batch, const ForwardOptions& options = {}) const;
   // Greedy decoding with the KV cache (spec 5.3): CLIP once per image, one batched prefill, single-token steps
   // until EOS / max_new_tokens; the hidden state before each generated [SEG] becomes its prompt; the SAM encoder
-  // runs once per image after generation. Runs without autograd.
+  // runs once per image after generation. Runs without autograd. Only generated [SEG] tokens get masks (the
+  // reference's evaluate() would also pick [SEG]s inside the prompt; chat.py prompts have none, and a chat
+  // history that repeats earlier answers must not re-segment them).
   GenerationOutput generate(const GenerationRequest& request, const GenerationOptions& options = {}) const;
 
   // Also switches the held LlamaForCausalLM (it decides on gradient checkpointing by its own train flag).
