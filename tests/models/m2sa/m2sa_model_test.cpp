@@ -371,7 +371,9 @@ TEST(M2SAModel, TrainableSelectionAndGradients) {
   loss.loss.backward();
   for (const auto& item : model->named_parameters()) {
     const bool has = item.value().grad().defined();
-    if (!item.value().requires_grad()) EXPECT_FALSE(has) << item.key();
+    if (!item.value().requires_grad()) {
+      EXPECT_FALSE(has) << item.key();
+    }
   }
   EXPECT_TRUE(model->visual_model->mask_decoder->compress_conv1->weight.grad().defined());
   EXPECT_TRUE(model->text_hidden_fcs->fc1->weight.grad().defined());
