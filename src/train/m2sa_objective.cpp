@@ -1,0 +1,40 @@
+#include "m2sa/train/m2sa_objective.h"
+
+#include <ATen/ATen.h>
+
+#include "m2sa/core/error.h"
+
+namespace m2sa::train {
+
+at::Tensor supervised_cross_entropy(const m2sa_model::ForwardOutput& out) {
+  M2SA_CHECK(out.lm_logits.defined() && out.lm_logits.dim() == 2 && out.lm_targets.defined() &&
+                 out.lm_targets.dim() == 1 && out.lm_targets.size(0) == out.lm_logits.size(0),
+             "M2SA objective: the forward output has no supervised logits (run the forward with labels)");
+  if (out.lm_targets.numel() == 0) return out.lm_logits.sum() * 0;
+  return at::cross_entropy_loss(out.lm_logits, out.lm_targets.to(out.lm_logits.device()), {}, at::Reduction::Mean,
+                                m2sa_model::kIgnoreIndex);
+}
+
+LossParts m2sa_objective(const m2sa_model::ForwardOutput& out, const std::vector<at::Tensor>& gt_masks,
+                         const LossWeights& weights) {
+  M2SA_CHECK(out.pred_masks.size() == gt_masks.size(), "M2SA objective: ", out.pred_masks.size(),
+             " images with predicted masks but ", gt_masks.size(), " with ground-truth masks");
+  std::vector<at::Tensor> gt;
+  for (std::size_t i = 0; i < gt_masks.size(); ++i) {
+    const at::Tensor& p = out.pred_masks[i];
+    M2SA_CHECK(gt_masks[i].defined() && gt_masks[i].dim() == 3 && gt_masks[i].size(0) == p.size(0), "M2SA objective: image ",
+               i, " has ", p.size(0), " predicted masks ([SEG] tokens in its conversations) but ",
+               gt_masks[i].defined() && gt_masks[i].dim() == 3 ? gt_masks[i].size(0) : -1, " ground-truth masks");
+    gt.push_back(gt_masks[i].to(p.device()));
+  }
+  return m2sa_loss(supervised_cross_entropy(out), out.pred_masks, gt, weights);
+}
+
+ForwardResult to_forward_result(const LossParts& parts) {
+  ForwardResult r;
+  r.loss = parts.loss;
+  r.parts = {{"ce", parts.ce}, {"mask_bce", parts.mask_bce}, {"mask_dice", parts.mask_dice}, {"mask", parts.mask}};
+  return r;
+}
+
+}  // namespace m2sa::train

@@ -1,0 +1,105 @@
+// The M2SA model config: the shipped configs, the presets, strictness and cross-section checks.
+#include <gtest/gtest.h>
+
+#include "m2sa/models/m2sa/m2sa_config.h"
+#include "test_util.h"
+
+namespace m2sa {
+namespace {
+
+using m2sa_model::M2SAConfig;
+
+json config_json(const std::string& name) { return read_json_file(test::repo_root() / "configs" / name); }
+
+std::string error_of(const json& j) {
+  try {
+    M2SAConfig::from_json(JsonReader(j, "test.json"));
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(M2SAConfig, ShippedConfigsEqualPresets) {
+  const M2SAConfig c7 = m2sa_model::read_model_config(test::repo_root() / "configs" / "m2sa-7b.json");
+  const M2SAConfig c13 = m2sa_model::read_model_config(test::repo_root() / "configs" / "m2sa-13b.json");
+  EXPECT_EQ(c7.to_json(), M2SAConfig::m2sa_7b().to_json());
+  EXPECT_EQ(c13.to_json(), M2SAConfig::m2sa_13b().to_json());
+  EXPECT_EQ(c7.num_image_tokens(), 256);
+  EXPECT_EQ(c7.mm_hidden_size(), 1024);
+  EXPECT_EQ(c13.hidden_size(), 5120);
+  EXPECT_EQ(c13.llama.num_hidden_layers, 40);
+  EXPECT_DOUBLE_EQ(c13.llama.rms_norm_eps, 1e-5);
+  EXPECT_EQ(c13.llama.max_position_embeddings, 4096);
+  EXPECT_EQ(c7.m2sa.seg_token_id, 32000);
+  EXPECT_EQ(c7.m2sa.lora.r, 8);
+  EXPECT_DOUBLE_EQ(c7.m2sa.lora.alpha, 16.0);
+}
+
+TEST(M2SAConfig, TinyDerivedSizes) {
+  const M2SAConfig c = m2sa_model::read_model_config(test::repo_root() / "configs" / "tiny.json");
+  EXPECT_EQ(c.num_image_tokens(), (c.clip.image_size / c.clip.patch_size) * (c.clip.image_size / c.clip.patch_size));
+  EXPECT_EQ(c.m2sa.out_dim, c.sam.prompt_embed_dim());
+  M2SAConfig cls = c;
+  cls.clip.select_feature = "cls_patch";
+  EXPECT_EQ(cls.num_image_tokens(), c.num_image_tokens() + 1);
+}
+
+TEST(M2SAConfig, RoundTripsThroughJson) {
+  const M2SAConfig c = m2sa_model::read_model_config(test::repo_root() / "configs" / "tiny.json");
+  const json j = c.to_json();
+  EXPECT_EQ(M2SAConfig::from_json(JsonReader(j, "roundtrip")).to_json(), j);
+}
+
+TEST(M2SAConfig, StrictAndConsistent) {
+  json j = config_json("tiny.json");
+  json bad = j;
+  bad["m2sa"]["out_dims"] = 64;
+  EXPECT_NE(error_of(bad).find("out_dims"), std::string::npos) << error_of(bad);
+  bad = j;
+  bad["m2sa"]["out_dim"] = 32;
+  EXPECT_NE(error_of(bad).find("out_dim 32 must equal the SAM prompt"), std::string::npos) << error_of(bad);
+  bad = j;
+  bad["m2sa"]["seg_token_id"] = 40000;
+  EXPECT_NE(error_of(bad).find("seg_token_id 40000 is outside the vocabulary"), std::string::npos) << error_of(bad);
+  bad = j;
+  bad["m2sa"]["im_end_token_id"] = 32000;
+  EXPECT_NE(error_of(bad).find("distinct"), std::string::npos) << error_of(bad);
+  bad = j;
+  bad["m2sa"]["model_max_length"] = 4096;
+  EXPECT_NE(error_of(bad).find("exceeds llama.max_position_embeddings"), std::string::npos) << error_of(bad);
+  bad = j;
+  bad.erase("m2sa");
+  EXPECT_NE(error_of(bad).find("m2sa: required field is missing"), std::string::npos) << error_of(bad);
+  bad = j;
+  bad["m2sa"]["lora"]["r"] = 0;
+  EXPECT_NE(error_of(bad).find("r must be >= 1"), std::string::npos) << error_of(bad);
+  bad = j;
+  bad["extra"] = 1;
+  EXPECT_NE(error_of(bad).find("unknown field(s): extra"), std::string::npos) << error_of(bad);
+}
+
+TEST(M2SAConfig, FromHfConfig) {
+  // A LISA-style config.json (spec 1.7).
+  const json hf = {{"architectures", {"M2SAForCausalLM"}}, {"model_type", "llava"}, {"hidden_size", 5120},
+                   {"intermediate_size", 13824}, {"num_hidden_layers", 40}, {"num_attention_heads", 40},
+                   {"rms_norm_eps", 1e-5}, {"max_position_embeddings", 4096}, {"vocab_size", 32003},
+                   {"hidden_act", "silu"}, {"train_mask_decoder", true}, {"out_dim", 256}, {"use_cache", false},
+                   {"mm_use_im_start_end", true}, {"mm_vision_select_layer", -2},
+                   {"mm_vision_select_feature", "patch"}, {"mm_hidden_size", 1024},
+                   {"vision_tower", "openai/clip-vit-large-patch14"}, {"image_aspect_ratio", "square"},
+                   {"torch_dtype", "bfloat16"}, {"rope_scaling", nullptr}};
+  const M2SAConfig c = M2SAConfig::from_hf_config(hf, "config.json", clip::ClipVisionConfig::vit_l14_224());
+  EXPECT_EQ(c.to_json(), M2SAConfig::m2sa_13b().to_json());
+  json bad = hf;
+  bad["mm_hidden_size"] = 768;
+  try {
+    M2SAConfig::from_hf_config(bad, "config.json", clip::ClipVisionConfig::vit_l14_224());
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("mm_hidden_size"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace m2sa
