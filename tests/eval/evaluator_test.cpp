@@ -7,6 +7,7 @@
 #include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -22,6 +23,8 @@
 #include "m2sa/data/eval_datasets.h"
 #include "m2sa/data/synth.h"
 #include "m2sa/eval/iou.h"
+#include "m2sa/text/conversation.h"
+#include "m2sa/text/prompt_encoding.h"
 #include "models/m2sa/m2sa_test_util.h"
 
 namespace m2sa::eval {
@@ -267,6 +270,186 @@ TEST(Evaluator, BadItemsAreErrorsOrSkipped) {
         << failed[static_cast<std::size_t>(r)].error;
   }
   EXPECT_NE(failed[1].error.find("rank 0 of 2"), std::string::npos) << failed[1].error;
+}
+
+
+// ---- generate mode ----
+
+// A tiny model that answers "[SEG][SEG]..." to everything: the LLM layers add nothing (o_proj, down_proj = 0), every
+// token embedding has a positive first component, and lm_head scores only [SEG], on that component.
+m2sa_model::M2SAForCausalLM seg_model() {
+  m2sa_model::M2SAForCausalLM m = test::tiny_model(7);
+  at::NoGradGuard no_grad;
+  const int64_t seg = m->config().m2sa.seg_token_id;
+  for (auto& p : m->named_parameters()) {
+    const std::string& k = p.key();
+    if (k.find("o_proj.weight") != std::string::npos || k.find("down_proj.weight") != std::string::npos)
+      p.value().zero_();
+    if (k == "model.embed_tokens.weight") p.value().select(1, 0).abs_().add_(1.0);
+    if (k == "lm_head.weight") {
+      p.value().zero_();
+      p.value()[seg][0] = 100.0;
+    }
+  }
+  return m;
+}
+
+struct HandGeneration {
+  SegMeter meter{EvalMode::kGenerate};
+  GenerationStats stats;
+};
+
+// Generation by hand: one question at a time, chat.py's prompt, masks > 0, matched per question.
+HandGeneration generate_by_hand(const m2sa_model::M2SAForCausalLM& model, const data::EvalDataset& ds,
+                                int64_t max_new_tokens) {
+  World& w = world();
+  HandGeneration out;
+  const data::CollateConfig cc = data::CollateConfig::for_model(model->config(), false);
+  for (int64_t i = 0; i < ds.size(); ++i) {
+    const Sample s = ds.get(i);
+    const data::M2SATrainBatch b = data::collate_samples({s}, w.tokenizer, cc);
+    ImageScore joined;
+    joined.mode = EvalMode::kGenerate;
+    int64_t gt_offset = 0, pred_offset = 0;
+    for (const Dialog& d : s.conversations) {
+      const std::string prefix = "<image>\n";
+      EXPECT_EQ(d.at(0).user.rfind(prefix, 0), 0u) << d.at(0).user;
+      m2sa_model::GenerationRequest req;
+      req.images = b.inputs.images;
+      req.prompts.push_back({tokenizer_image_token(w.tokenizer, render_generation_prompt(d[0].user.substr(prefix.size()))), 0});
+      m2sa_model::GenerationOptions go;
+      go.max_new_tokens = max_new_tokens;
+      const m2sa_model::GenerationResult r = model->generate(req, go).results.at(0);
+      int64_t n_gt = 0;
+      for (std::size_t p = d[0].assistant.find("[SEG]"); p != std::string::npos; p = d[0].assistant.find("[SEG]", p + 1))
+        ++n_gt;
+      const ImageScore q = score_generate(r.masks > 0, s.masks.narrow(0, gt_offset, n_gt), s.ignore);
+      for (MaskScore m : q.masks) {
+        if (m.pred_index >= 0) m.pred_index += pred_offset;
+        joined.masks.push_back(m);
+      }
+      for (int64_t x : q.extra_predictions) joined.extra_predictions.push_back(x + pred_offset);
+      joined.num_gt += n_gt;
+      joined.num_pred += q.num_pred;
+      gt_offset += n_gt;
+      pred_offset += q.num_pred;
+      out.stats.questions += 1;
+      out.stats.gt_masks += n_gt;
+      out.stats.predicted_masks += q.num_pred;
+      out.stats.seg_exact += q.num_pred == n_gt;
+      out.stats.seg_too_few += q.num_pred < n_gt;
+      out.stats.seg_too_many += q.num_pred > n_gt;
+      out.stats.no_seg += q.num_pred == 0 && n_gt > 0;
+      out.stats.generated_tokens += static_cast<int64_t>(r.output_ids.size());
+    }
+    out.meter.add_score(joined, s.targets);
+  }
+  return out;
+}
+
+TEST(Evaluator, GenerationPromptIsChatPyOnTheValidationQuestion) {
+  World& w = world();
+  const m2sa_model::M2SAConfig& c = w.model->config();
+  const std::string q = " Which part of the mug can you hold? Please output segmentation mask.";
+  const std::vector<int64_t> ids = generation_prompt_ids(w.tokenizer, "<image>\n" + q, c);
+  EXPECT_EQ(ids, tokenizer_image_token(w.tokenizer, render_generation_prompt(q)));
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), kImageTokenIndex), 1);
+  const auto image = std::find(ids.begin(), ids.end(), kImageTokenIndex);
+  const std::string tail = w.tokenizer.decode({image + 1, ids.end()});
+  const std::string expected_end = "Please output segmentation mask. ASSISTANT:";
+  ASSERT_GE(tail.size(), expected_end.size()) << tail;
+  EXPECT_EQ(tail.substr(tail.size() - expected_end.size()), expected_end) << tail;
+  // A question without the image prefix gets it.
+  EXPECT_EQ(generation_prompt_ids(w.tokenizer, q, c), ids);
+}
+
+TEST(Evaluator, GenerateMatchesPerQuestionAndCountsSegErrors) {
+  World& w = world();
+  const m2sa_model::M2SAForCausalLM model = seg_model();
+  const int64_t max_new = 3;
+  const HandGeneration hand = generate_by_hand(model, *w.val, max_new);
+  // Every answer is max_new [SEG]s: at least one question has fewer GT masks (too many predictions).
+  EXPECT_EQ(hand.stats.predicted_masks, max_new * hand.stats.questions);
+  EXPECT_GT(hand.stats.seg_too_many, 0);
+  EXPECT_GT(hand.meter.sums()[MetricSums::kMatched], 0);
+  EXPECT_GT(hand.meter.sums()[MetricSums::kExtra], 0);
+
+  for (int64_t per_batch : {1, 3}) {
+    GenerationStats stats;
+    EvaluateOptions o = quiet(per_batch, EvalMode::kGenerate);
+    o.max_new_tokens = max_new;
+    o.generation_stats = &stats;
+    int64_t answers = 0;
+    o.on_answer = [&](const Sample&, int64_t, const m2sa_model::GenerationResult& r) {
+      ++answers;
+      EXPECT_EQ(static_cast<int64_t>(r.seg_indices.size()), max_new);
+      EXPECT_EQ(r.finish_reason, m2sa_model::FinishReason::kMaxNewTokens);
+    };
+    const SegMeter m = evaluate(model, w.tokenizer, *w.val, o);
+    expect_same(m, hand.meter, "generate, " + std::to_string(per_batch) + " image(s) per request vs by hand");
+    EXPECT_EQ(answers, hand.stats.questions);
+    EXPECT_EQ(stats.to_json()["seg_count"], hand.stats.to_json()["seg_count"]);
+    EXPECT_EQ(stats.questions, hand.stats.questions);
+    EXPECT_EQ(stats.gt_masks, hand.stats.gt_masks);
+    EXPECT_EQ(stats.predicted_masks, hand.stats.predicted_masks);
+    EXPECT_EQ(stats.generated_tokens, hand.stats.generated_tokens);
+    EXPECT_EQ(stats.finished_max_new_tokens, stats.questions);
+    EXPECT_EQ(stats.gt_masks, static_cast<int64_t>(m.sums()[MetricSums::kMasks]));
+  }
+
+  // Over ranks: the same meter and the same statistics.
+  GenerationStats single;
+  EvaluateOptions o = quiet(2, EvalMode::kGenerate);
+  o.max_new_tokens = max_new;
+  ThreadGroup group(2);
+  std::vector<GenerationStats> stats(2);
+  std::vector<std::optional<SegMeter>> meters(2);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 2; ++r)
+    threads.emplace_back([&, r] {
+      ThreadComm comm(group, r);
+      EvaluateOptions ro = o;
+      ro.generation_stats = &stats[static_cast<std::size_t>(r)];
+      meters[static_cast<std::size_t>(r)] = evaluate(model, w.tokenizer, *w.val, ro, &comm);
+    });
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < 2; ++r) {
+    ASSERT_TRUE(meters[static_cast<std::size_t>(r)]);
+    expect_same(*meters[static_cast<std::size_t>(r)], hand.meter, "generate on rank " + std::to_string(r));
+    EXPECT_EQ(stats[static_cast<std::size_t>(r)].to_json()["seg_count"], hand.stats.to_json()["seg_count"]);
+    EXPECT_EQ(stats[static_cast<std::size_t>(r)].questions, hand.stats.questions);
+  }
+}
+
+TEST(Evaluator, GenerateWithoutSegScoresEveryGtMaskAsZero) {
+  // The random model almost never writes [SEG] in 2 tokens: every GT mask is then missing, IoU 0, and its area
+  // goes to the cIoU union.
+  World& w = world();
+  GenerationStats stats;
+  EvaluateOptions o = quiet(4, EvalMode::kGenerate);
+  o.max_new_tokens = 2;
+  o.generation_stats = &stats;
+  const SegMeter m = evaluate(w.model, w.tokenizer, *w.val, o);
+  ASSERT_EQ(stats.predicted_masks, 0) << "the random model wrote a [SEG]; pick another seed";
+  double gt_area = 0;
+  int64_t masks = 0;
+  for (int64_t i = 0; i < w.val->size(); ++i) {
+    const Sample s = w.val->get(i);
+    gt_area += s.masks.sum().item<double>();
+    masks += s.masks.size(0);
+  }
+  const MetricSums& sums = m.sums();
+  EXPECT_EQ(sums[MetricSums::kMasks], masks);
+  EXPECT_EQ(sums[MetricSums::kMissing], masks);
+  EXPECT_EQ(sums[MetricSums::kIouSum], 0.0);
+  EXPECT_EQ(sums[MetricSums::kIntersection], 0.0);
+  EXPECT_EQ(sums[MetricSums::kUnion], gt_area);
+  EXPECT_EQ(sums[MetricSums::kImagesSkipped], 0.0);  // generate mode never skips
+  EXPECT_EQ(sums[MetricSums::kCountTooFew], static_cast<double>(w.val->size()));
+  EXPECT_EQ(stats.no_seg, stats.questions);
+  EXPECT_EQ(stats.seg_too_few, stats.questions);
+  EXPECT_EQ(m.giou(), 0.0);
+  EXPECT_EQ(m.ciou(), 0.0);
 }
 
 }  // namespace
