@@ -317,7 +317,8 @@ void Trainer::save_checkpoint(bool new_best) {
 
 std::optional<std::map<std::string, double>> Trainer::maybe_validate() {
   if (!task_.validate) return std::nullopt;
-  if (step_ % config_.steps_per_epoch != 0 && step_ != config_.total_steps()) return std::nullopt;
+  const bool due = options_.validate_every > 0 && step_ % options_.validate_every == 0;
+  if (step_ % config_.steps_per_epoch != 0 && step_ != config_.total_steps() && !due) return std::nullopt;
   StepInfo info;
   info.step = step_;
   info.micro_steps = config_.grad_accumulation_steps;

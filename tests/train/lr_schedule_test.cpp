@@ -17,8 +17,18 @@ LrScheduleConfig mmr() {
   return c;
 }
 
-TEST(TrainLrSchedule, DeepSpeed014WarmupDecayAsConfiguredByMmr) {
+TEST(TrainLrSchedule, DefaultWarmupStartsAtZero) {
+  EXPECT_EQ(LrScheduleConfig().first_step, "deepspeed-0.15.3");
   WarmupDecayLR s(mmr());
+  EXPECT_DOUBLE_EQ(s.lr_for_step(0), 0.0);
+  EXPECT_DOUBLE_EQ(s.lr_for_step(1), 0.0);
+  EXPECT_DOUBLE_EQ(s.lr_for_step(2), 3e-4 * 1 / 100);
+}
+
+TEST(TrainLrSchedule, DeepSpeed014WarmupDecayAsConfiguredByMmr) {
+  LrScheduleConfig c = mmr();
+  c.first_step = "deepspeed-0.14";
+  WarmupDecayLR s(c);
   // Step 1 runs before the scheduler was ever stepped: DeepSpeed 0.14.0 leaves the optimizer's lr (= max).
   EXPECT_DOUBLE_EQ(s.lr_for_step(0), 3e-4);
   // Step k runs with DeepSpeed's last_batch_iteration = k - 2.

@@ -12,7 +12,9 @@
 // warmup is max(2, warmup_num_steps) as in DeepSpeed. The very first optimizer step (iteration -1) is a
 // DeepSpeed version quirk: 0.14.0 never initialises the optimizer's lr, so step 1 runs with the optimizer's
 // configured lr (= warmup_max_lr); from 0.15.3 (PR #6597) the scheduler sets warmup_min_lr before step 1.
-// `first_step` picks one of the two; the default follows the reference environment (0.14.0).
+// `first_step` picks one of the two. The default is "deepspeed-0.15.3": the warmup starts at warmup_min_lr (0), as
+// the spec describes the schedule (0 -> lr over warmup_num_steps); "deepspeed-0.14" reproduces the reference
+// environment's quirk (a first step at the full lr, then the warmup from 0).
 #include <cstdint>
 #include <string>
 
@@ -26,7 +28,7 @@ struct LrScheduleConfig {
   int64_t warmup_num_steps = 100;
   int64_t total_num_steps = 5000;
   std::string warmup_type = "linear";          // "linear" | "log"
-  std::string first_step = "deepspeed-0.14";   // "deepspeed-0.14" (max lr) | "deepspeed-0.15.3" (min lr)
+  std::string first_step = "deepspeed-0.15.3";  // "deepspeed-0.15.3" (min lr) | "deepspeed-0.14" (max lr)
 };
 
 class WarmupDecayLR {

@@ -51,7 +51,7 @@ struct TrainerConfig {
   bool no_decay_1d = false;             // weight decay 0 for biases / norm weights
   int64_t warmup_num_steps = 100;
   std::string warmup_type = "linear";   // MMR's ds_config sets "linear" (DeepSpeed's default is "log")
-  std::string first_step_lr = "deepspeed-0.14";  // see lr_schedule.h
+  std::string first_step_lr = "deepspeed-0.15.3";  // warmup from 0; "deepspeed-0.14": the reference's quirk (lr_schedule.h)
   double gradient_clipping = 1.0;       // 0 disables
   int64_t print_freq = 1;               // progress line every N steps (the JSONL gets every step)
   int64_t checkpoint_every = 0;         // steps; 0: at the end of every epoch only (always at epoch ends)
@@ -104,7 +104,8 @@ struct StepReport {
 struct TrainTask {
   std::function<Batch(const StepInfo&)> next_batch;
   std::function<ForwardResult(const Batch&, const StepInfo&)> forward;
-  // Optional: runs under NoGradGuard at the end of every epoch; must return the same metrics on every rank
+  // Optional: runs under NoGradGuard at the end of every epoch (and every TrainerOptions::validate_every steps);
+  // must return the same metrics on every rank
   // (reduce them with Communicator::all_reduce_sum).
   std::function<std::map<std::string, double>(const StepInfo&, Communicator&)> validate;
   // Optional: the sampler's state (opaque JSON, per rank) for exact resume.
@@ -120,6 +121,7 @@ struct TrainerOptions {
   std::string config_hash;        // stored in checkpoints; resuming with another hash warns
   c10::Device device = c10::Device(c10::DeviceType::CPU);  // the training device (its RNG is checkpointed)
   std::function<void(const std::string& stage)> checkpoint_fault_hook;  // tests: see CheckpointOptions
+  int64_t validate_every = 0;  // also validate every N optimizer steps (0: at epoch ends and the last step only)
 };
 
 struct TrainSummary {

@@ -1,0 +1,85 @@
+// m2sa train --config C [--resume] [--nproc N] [--run-dir DIR] [--skip-bad]
+// Trains M2SA as the training config says (m2sa/train/m2sa_training.h; docs/TRAINING.md). One process by default;
+// `--nproc N` starts N local ranks (Gloo on the CPU, NCCL on CUDA) through the built-in launcher; under torchrun /
+// Slurm / mpirun the rendezvous comes from RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT.
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "command.h"
+#include "m2sa/core/error.h"
+#include "m2sa/core/runtime.h"
+#include "m2sa/train/communicator.h"
+#include "m2sa/train/launcher.h"
+#include "m2sa/train/m2sa_training.h"
+
+namespace m2sa::cli {
+namespace {
+
+struct TrainArgs {
+  std::string config;
+  bool resume = false;
+  int nproc = 1;
+  std::string run_dir;
+  bool skip_bad = false;
+};
+
+int run_train(const TrainArgs& a) {
+  M2SA_CHECK(a.nproc >= 1, "--nproc: must be >= 1, got ", a.nproc);
+  train::TrainingRunConfig config = train::TrainingRunConfig::read(a.config);
+  if (!a.run_dir.empty()) config.run_dir = a.run_dir;
+  if (a.skip_bad) config.data.skip_bad = true;
+  config.validate(a.config);
+
+  if (a.nproc > 1 && !train::launched_by_local_launcher()) {
+    const train::DistEnv env = train::DistEnv::from_environment();
+    M2SA_CHECK(!env.distributed(), "--nproc ", a.nproc, ": this process is already rank ", env.rank, " of ",
+               env.world_size, " (WORLD_SIZE is set by an external launcher); drop --nproc");
+    train::LaunchOptions lo;
+    lo.args = {"train", "--config", a.config};
+    if (a.resume) lo.args.push_back("--resume");
+    if (!a.run_dir.empty()) lo.args.insert(lo.args.end(), {"--run-dir", a.run_dir});
+    if (a.skip_bad) lo.args.push_back("--skip-bad");
+    // The ranks share the cores: give each its share of threads unless the user chose.
+    if (!std::getenv("M2SA_NUM_THREADS") && !std::getenv("OMP_NUM_THREADS")) {
+      const int threads = std::max(1, default_thread_count() / a.nproc);
+      lo.env.emplace_back("M2SA_NUM_THREADS", std::to_string(threads));
+      lo.env.emplace_back("OMP_NUM_THREADS", std::to_string(threads));
+    }
+    spdlog::info("m2sa train: starting {} local ranks", a.nproc);
+    const int code = train::launch_local(a.nproc, lo);
+    if (code != 0) spdlog::error("m2sa train: a rank failed (exit status {})", code);
+    return code;
+  }
+
+  const train::DistEnv env = train::DistEnv::from_environment();
+  // Only rank 0 logs progress; the others report warnings and errors.
+  if (env.rank != 0 && spdlog::get_level() < spdlog::level::warn) spdlog::set_level(spdlog::level::warn);
+  train::TrainingRunOptions options;
+  options.resume = a.resume;
+  const train::TrainingRunResult r = train::run_training(config, options);
+  if (env.rank == 0) {
+    spdlog::info("run directory: {} (checkpoints/latest, checkpoints/best.json, metrics.jsonl)", r.run_dir.string());
+    for (const auto& [k, v] : r.last_validation) spdlog::info("last validation {}: {:.4f}", k, v);
+  }
+  return 0;
+}
+
+Registrar reg({"train", "Train M2SA from a training config (single process, --nproc N local ranks, or torchrun-style)",
+               [](CLI::App& app) {
+                 auto a = std::make_shared<TrainArgs>();
+                 app.add_option("--config", a->config, "training config JSON (e.g. configs/train/tiny-synth.json)")
+                     ->required();
+                 app.add_flag("--resume", a->resume, "continue from the run directory's latest checkpoint");
+                 app.add_option("--nproc", a->nproc, "local ranks to start (data parallel on this machine)")
+                     ->capture_default_str();
+                 app.add_option("--run-dir", a->run_dir, "run directory (overrides the config's run_dir)");
+                 app.add_flag("--skip-bad", a->skip_bad, "skip (and count) bad dataset entries instead of stopping");
+                 return [a]() -> int { return run_train(*a); };
+               }});
+
+}  // namespace
+}  // namespace m2sa::cli
