@@ -16,7 +16,10 @@
 #include "m2sa/data/eval_datasets.h"
 #include "m2sa/data/training_mix.h"
 #include "m2sa/eval/evaluator.h"
+#include "m2sa/infer/model_export.h"
 #include "m2sa/infer/model_loading.h"
+#include "m2sa/io/weight_store.h"
+#include "m2sa/models/m2sa/m2sa_checkpoint.h"
 #include "m2sa/train/m2sa_objective.h"
 #include "m2sa/train/trainable_params.h"
 
@@ -109,6 +112,7 @@ TrainingRunConfig TrainingRunConfig::from_json(const JsonReader& r) {
     vr.finish();
   }
   const std::string stem = fs::path(r.file()).stem().string();
+  c.export_model = r.get_or("export", c.export_model);
   c.run_dir = r.get_or<std::string>("run_dir", "runs/" + (stem.empty() ? std::string("m2sa") : stem));
   r.finish();
   c.validate(r.file());
@@ -170,6 +174,9 @@ void TrainingRunConfig::validate(const std::string& where) const {
   if (validation.every_steps < 0)
     fail(where, ": validation.every_steps: must be >= 0 (0: at epoch ends only), got ", validation.every_steps);
   if (run_dir.empty()) fail(where, ": run_dir: empty");
+  if (export_model != "best" && export_model != "last" && export_model != "none")
+    fail(where, ": export: \"", export_model, "\" is not one of \"best\" (the best checkpoint, else the last weights), "
+         "\"last\", \"none\"");
   model.validate(where + ": model");
   data.validate(where + ": data");
 }
@@ -188,6 +195,7 @@ json TrainingRunConfig::to_json() const {
               {"loss", loss.to_json()},
               {"validation", validation.to_json()},
               {"run_dir", run_dir.string()},
+              {"export", export_model},
               {"seed", seed}};
 }
 
@@ -404,6 +412,29 @@ class M2SATask {
   int64_t position_ = 0;  // the sample stream position after this rank's last micro-batch
 };
 
+// Writes <run_dir>/model from the best checkpoint's weights (export "best", when there is one) or the final ones, in
+// the training dtype (bf16 on CUDA as the reference's merge script, fp32 on the CPU).
+std::filesystem::path export_trained_model(const TrainingRunConfig& config, TrainingModel& tm,
+                                           const TrainSummary& summary, at::ScalarType dtype) {
+  std::string which = "the last weights (step " + std::to_string(summary.end_step) + ")";
+  if (config.export_model == "best" && summary.best) {
+    const fs::path file = config.run_dir / "checkpoints" / CheckpointManager::dir_name(summary.best->step) /
+                          "trainable.safetensors";
+    with_context("exporting the best checkpoint", [&] {
+      m2sa_model::load_trainable_weights(*tm.model, WeightStore::open(file));
+    });
+    which = "the best checkpoint (step " + std::to_string(summary.best->step) + ")";
+  }  // else: the model holds the last weights (the masters are copied into it after every step)
+  infer::ExportOptions eo;
+  eo.dtype = dtype;
+  eo.overwrite = true;
+  const fs::path dir = config.run_dir / "model";
+  tm.model->eval();
+  infer::export_model(*tm.model, tm.tokenizer, dir, eo);
+  spdlog::info("model exported to {} from {}", dir.string(), which);
+  return dir;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------- the run
@@ -480,6 +511,8 @@ TrainingRunResult run_training(const TrainingRunConfig& config, const TrainingRu
   result.summary = trainer.run();
   result.last_validation = result.summary.last_validation;
   for (const auto& [name, t] : params.named_masters()) result.final_weights.emplace_back(name, t.detach().clone());
+  if (main && config.export_model != "none")
+    result.model_dir = export_trained_model(config, tm, result.summary, dtype);
   if (main) {
     if (mix.skipped().count() > 0) spdlog::warn("{}", mix.skipped().summary());
     if (mix.empty_draws() > 0) spdlog::info("{} empty draws were redrawn", mix.empty_draws());

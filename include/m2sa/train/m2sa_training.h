@@ -27,6 +27,8 @@
 //     "loss": {"ce_loss_weight": 1.0, "bce_loss_weight": 0.5, "dice_loss_weight": 2.0},
 //     "validation": {"split": "val", "dataset_dir": null, "limit": -1, "images_per_batch": 4, "every_steps": 0},
 //     "run_dir": "runs/<config name>",
+//     "export": "best",                  // at the end, rank 0 writes <run_dir>/model (merged HF layout, m2sa export)
+//                                        // from the "best" checkpoint (else the last weights) | "last" | "none"
 //     "seed": 0
 //   }
 // Paths that ship with the repository (model config, tokenizer) are relative to the config file; user data
@@ -99,6 +101,7 @@ struct TrainingRunConfig {
   LossWeights loss;
   ValidationConfig validation;
   std::filesystem::path run_dir;
+  std::string export_model = "best";  // "best" | "last" | "none"
   uint64_t seed = 0;
 
   // Strict parse; `r.file()` is the config file (relative paths, messages).
@@ -135,6 +138,7 @@ struct TrainingRunOptions {
 struct TrainingRunResult {
   TrainSummary summary;
   std::filesystem::path run_dir;
+  std::filesystem::path model_dir;  // <run_dir>/model when exported ("" otherwise)
   std::string config_hash;
   std::map<std::string, double> last_validation;
   NamedTensors final_weights;  // fp32 masters of the trainable parameters at the end (copies)
