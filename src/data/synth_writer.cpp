@@ -180,6 +180,8 @@ uint64_t synth_scene_seed(const SynthOptions& o, int split, int index) {
   return seed_of({o.seed, 0x73796E7468ull, static_cast<uint64_t>(split), static_cast<uint64_t>(index)});
 }
 
+constexpr int kInferExamplesPerSplit = 2;
+
 SynthSummary write_synthetic_dataset(const fs::path& out, const SynthOptions& options) {
   options.validate();
   fs::create_directories(out);
@@ -201,6 +203,10 @@ SynthSummary write_synthetic_dataset(const fs::path& out, const SynthOptions& op
                                                      {SynthKind::kPart},
                                                      {SynthKind::kMixed}};
   const int q_lo[5] = {3, 3, 2, 2, 2}, q_hi[5] = {5, 4, 3, 3, 3};
+  // Questions to try `m2sa infer --batch` on: the first question of the first test images of every test split
+  // (held out from training), in the JSONL format of infer/batch_input.h, image paths relative to `out`.
+  const char* kTestNames[5] = {"", "", "test_obj", "test_part", "test_mixed"};
+  std::string examples;
   for (int split = 0; split < 5; ++split) {
     JsonArrayStream mmr(out / "MMR" / kSplitFiles[split]);
     for (int i = 0; i < counts[split]; ++i) {
@@ -265,6 +271,11 @@ SynthSummary write_synthetic_dataset(const fs::path& out, const SynthOptions& op
         entry["raw_answers"].push_back(raw);
         summary.masks += static_cast<int64_t>(q.targets.size());
       }
+      if (split >= 2 && i < kInferExamplesPerSplit)
+        examples += json{{"id", std::string(kTestNames[split]) + "_" + std::to_string(i)},
+                         {"image", fs::relative(image_root / file_name, out).generic_string()},
+                         {"question", questions.front().question}}
+                        .dump() + "\n";
       summary.questions += static_cast<int64_t>(questions.size());
       ++summary.images;
       mmr.add(entry);
@@ -322,6 +333,9 @@ SynthSummary write_synthetic_dataset(const fs::path& out, const SynthOptions& op
     fs::remove(paco_anns.path());
   }
   summary.files.push_back(paco_path);
+
+  write_bytes_renamed(out / "infer_examples.jsonl", std::vector<uchar>(examples.begin(), examples.end()));
+  summary.files.push_back(out / "infer_examples.jsonl");
 
   json info = {{"generator", "m2sa synth"},
                {"version", 1},

@@ -11,6 +11,7 @@
 //                                                             compressed and uncompressed RLE)
 //   <out>/llava_dataset/llava_instruct_150k.json              (LLaVA-style conversations about the train images)
 //   <out>/synth_info.json                                     (options, categories, counts)
+//   <out>/infer_examples.jsonl   held-out test questions for `m2sa infer --batch` ({"id", "image", "question"})
 //
 // Scenes: a textured background (sky / ground bands with noise and stripes) and 1..max_objects objects of six
 // categories (house: roof, wall, door, windows; car: body, window, wheels; mug: body, handle; tree: trunk, crown;
