@@ -144,9 +144,9 @@ int run_chat(Session& s) {
   while (true) {
     if (!first || question.empty()) {
       if (interactive) std::cout << "question> " << std::flush;
-      if (!std::getline(std::cin, question)) break;
+      if (!std::getline(std::cin, question)) break;  // EOF (Ctrl-D) ends the conversation
       if (!question.empty() && question.back() == '\r') question.pop_back();
-      if (question.empty()) break;
+      if (question.find_first_not_of(" \t") == std::string::npos) continue;  // blank lines are skipped
     }
     first = false;
     const int64_t round = chat.rounds() + 1;
@@ -345,7 +345,7 @@ Registrar reg({"infer", "Answer a question about an image and segment every [SEG
                  app.add_option("--image-root", a->image_root, "folder for relative image paths in --batch (default: "
                                                                "the JSONL file's folder)");
                  app.add_flag("--chat", a->chat, "keep the conversation: read follow-up questions from stdin, one per "
-                                                 "line, until EOF or an empty line");
+                                                 "line, until EOF (blank lines are skipped)");
                  app.add_flag("--reference-outputs", a->reference_outputs,
                               "also write chat.py's <stem>_mask_<j>.jpg and <stem>_masked_img_<j>.jpg");
                  app.add_flag("--no-overlay", a->no_overlay, "do not write overlay.png");
