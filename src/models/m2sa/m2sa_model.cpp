@@ -286,11 +286,20 @@ GenerationOutput M2SAForCausalLMImpl::generate(const GenerationRequest& request,
   GenerationOutput result;
   GenerationTimings& tm = result.timings;
 
-  // 1. CLIP once per image.
+  // 1. CLIP once per image (unless the caller kept the features).
   auto t0 = std::chrono::steady_clock::now();
-  const at::Tensor feats = image_features(request.images.clip_images);  // [B, N, H]
-  sync_device(feats);
-  tm.clip_s = seconds_since(t0);
+  at::Tensor feats;  // [B, N, H]
+  if (request.image_features.defined()) {
+    const at::Tensor& f = request.image_features;
+    M2SA_CHECK(f.dim() == 3 && f.size(0) == num_images && f.size(1) == n && f.size(2) == config_.hidden_size(), who,
+               ": image_features must be [", num_images, ", ", n, ", ", config_.hidden_size(),
+               "] (image_features() of the request's images), got ", shape_of(f));
+    feats = f.to(dev, dtype());
+  } else {
+    feats = image_features(request.images.clip_images);
+    sync_device(feats);
+    tm.clip_s = seconds_since(t0);
+  }
 
   // 2. Prefill: every prompt's spliced embeddings, right-padded to the longest.
   t0 = std::chrono::steady_clock::now();

@@ -110,6 +110,9 @@ struct GenerationPrompt {
 struct GenerationRequest {
   ImageBatch images;                     // each image is encoded once (CLIP before, SAM after generation)
   std::vector<GenerationPrompt> prompts;  // decoded together as one batch
+  // Optional: image_features(images.clip_images) computed earlier ([B, N, H], model dtype and device), e.g. kept by
+  // a chat session across rounds; CLIP is then skipped (timings.clip_s = 0). Undefined: CLIP runs here.
+  at::Tensor image_features;
 };
 
 struct GenerationOptions {
