@@ -33,13 +33,13 @@ run build/m2sa eval --config configs/train/tiny-synth.json --split val --mode ge
 
 step "5/6 infer on held-out synthetic test images (dataset-synth/infer_examples.jsonl)"
 run build/m2sa infer --model runs/tiny-synth/model --batch dataset-synth/infer_examples.jsonl \
-  --out runs/tiny-synth/infer --allow-no-seg
+  --out runs/tiny-synth/infer --precision fp32 --allow-no-seg
 
 step "6/6 infer on a real photograph (assets/coffee.png)"
 echo "The demo model has only ever seen synthetic scenes: its answer about a photograph says nothing about M2SA."
 echo "This step shows the real-image path (decoding, preprocessing, generation, masks, overlay) end to end."
 run build/m2sa infer --model runs/tiny-synth/model assets/coffee.png \
-  "What part of this cup would I hold to lift it?" --out runs/tiny-synth/infer-photo --allow-no-seg
+  "What part of this cup would I hold to lift it?" --out runs/tiny-synth/infer-photo --precision fp32 --allow-no-seg
 
 step "done in $(( $(date +%s) - start )) s"
 cat <<EOF

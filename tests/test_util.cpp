@@ -69,8 +69,9 @@ std::string shell_quote(const std::string& s) {
 }
 }  // namespace
 
-CliResult run_cli(const std::vector<std::string>& args, const std::string& env) {
-  std::string cmd = env + (env.empty() ? "" : " ") + shell_quote(M2SA_CLI_PATH);
+CliResult run_cli(const std::vector<std::string>& args, const std::string& env, const fs::path& cwd) {
+  std::string cmd = (cwd.empty() ? "" : "cd " + shell_quote(cwd.string()) + " && ") + env + (env.empty() ? "" : " ") +
+                    shell_quote(M2SA_CLI_PATH);
   for (const auto& a : args) cmd += " " + shell_quote(a);
   cmd += " 2>&1";
   CliResult r{-1, ""};

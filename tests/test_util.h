@@ -40,8 +40,10 @@ struct CliResult {
   int exit_code;
   std::string output;  // stdout + stderr
 };
-// Runs build/m2sa with the given arguments (each quoted for the shell).
-CliResult run_cli(const std::vector<std::string>& args, const std::string& env = "");
+// Runs build/m2sa with the given arguments (each quoted for the shell); `env` is a prefix such as "A=1 B=2";
+// `cwd`: the working directory (default: the test's).
+CliResult run_cli(const std::vector<std::string>& args, const std::string& env = "",
+                  const std::filesystem::path& cwd = {});
 
 // Writes bytes to a file (for corrupt-input tests).
 void write_bytes(const std::filesystem::path& path, const std::string& bytes);

@@ -96,7 +96,9 @@ LoadedModel load_model(const ModelSource& src, const LoadModelOptions& options) 
              "as saved with the checkpoint)");
   TokenizerOptions to;
   to.expected_seg_token_id = config.m2sa.seg_token_id;
-  to.add_missing_tokens = from_start;  // train_ds.py adds [SEG], <im_start>, <im_end> to the LLaVA tokenizer
+  // train_ds.py adds [SEG], <im_start>, <im_end> to the LLaVA tokenizer, and so does the reference merge script
+  // (merge_lora_weights_and_save_hf_model.py) before it loads an un-merged PEFT state dict.
+  to.add_missing_tokens = from_start || from_peft;
   to.model_max_length = config.m2sa.model_max_length;
   Tokenizer tokenizer = with_context("loading the tokenizer from " + tok_path.string(),
                                      [&] { return Tokenizer::load(tok_path, to); });
@@ -108,10 +110,11 @@ LoadedModel load_model(const ModelSource& src, const LoadModelOptions& options) 
   if (!src.trainable.empty()) trainable = open_store(src.trainable, "trained weights");
   M2SAForCausalLM model{nullptr};
   if (from_start) {
-    model = M2SAForCausalLM(config);
+    // Every file is opened (and its index validated) before the model is allocated: a 13B model takes 52 GB in fp32.
     const WeightStore sam = open_store(src.sam, "SAM checkpoint");
     const WeightStore llava = open_store(src.llava_dir, "LLaVA folder");
     const WeightStore clip = open_store(clip_dir, "CLIP folder");
+    model = M2SAForCausalLM(config);
     const auto r = m2sa_model::load_training_start(*model, sam, llava, clip);
     log.push_back("SAM " + src.sam.string() + ": " + r.sam.summary());
     log.push_back("LLaVA " + src.llava_dir.string() + ": " + r.llava.summary() + " (" +

@@ -9,7 +9,8 @@
 //  - sam + llava_dir + clip_dir + config: the start of a training run;
 // optionally followed by trained weights (the trainer's trainable.safetensors, LoRA keys allowed).
 // The tokenizer must give [SEG], <im_start>, <im_end> the config's ids (a wrong [SEG] id silently doubles or
-// misplaces masks in the reference, LISA #55); only a training start adds missing tokens, as train_ds.py does.
+// misplaces masks in the reference, LISA #55); a training start and a PEFT state dict (whose tokenizer is the LLaVA
+// one) get the missing tokens added, as train_ds.py and the reference merge script do.
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 
