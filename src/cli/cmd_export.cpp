@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "command.h"
+#include "model_source_options.h"
 #include "m2sa/core/dtype.h"
 #include "m2sa/core/error.h"
 #include "m2sa/infer/model_export.h"
@@ -17,22 +18,15 @@ namespace m2sa::cli {
 namespace {
 
 struct ExportArgs {
-  std::string out, model, peft, sam, llava, clip, config, trainable, tokenizer, dtype = "bf16";
+  ModelSourceArgs model;
+  std::string out, dtype = "bf16";
   double max_shard_mb = 10000.0;
   bool no_vision_tower = false, overwrite = false;
   std::string vision_tower_name = "openai/clip-vit-large-patch14";
 };
 
 int run_export(const ExportArgs& a) {
-  infer::ModelSource src;
-  src.model_dir = a.model;
-  src.peft = a.peft;
-  src.sam = a.sam;
-  src.llava_dir = a.llava;
-  src.clip_dir = a.clip;
-  src.config = a.config;
-  src.trainable = a.trainable;
-  src.tokenizer = a.tokenizer;
+  const infer::ModelSource src = a.model.source();
   infer::LoadModelOptions lo;
   lo.dtype = parse_precision(a.dtype);
   M2SA_CHECK(a.max_shard_mb > 0, "export: --max-shard-size-mb must be positive");
@@ -53,15 +47,7 @@ Registrar reg({"export", "Write a model in the merged Hugging Face layout (shard
                [](CLI::App& app) {
                  auto a = std::make_shared<ExportArgs>();
                  app.add_option("--out", a->out, "output model directory (written atomically)")->required();
-                 app.add_option("--model", a->model, "merged HF model directory (M2SA / LISA / an earlier export)");
-                 app.add_option("--peft", a->peft, "un-merged PEFT state dict (reference training output)");
-                 app.add_option("--sam", a->sam, "SAM checkpoint (.pth), with --llava: the training start");
-                 app.add_option("--llava", a->llava, "LLaVA folder, with --sam");
-                 app.add_option("--clip", a->clip, "HF CLIP vision folder (default: <model>/vision_tower)");
-                 app.add_option("--config", a->config, "M2SA model config JSON (required with --peft / --sam)");
-                 app.add_option("--trainable", a->trainable, "trained weights to apply (trainer's trainable.safetensors)");
-                 app.add_option("--tokenizer", a->tokenizer, "tokenizer folder or tokenizer.model (default: the model "
-                                                             "or LLaVA folder)");
+                 add_model_source_options(app, a->model);
                  app.add_option("--dtype", a->dtype, "stored precision: bf16 (default, as the reference), fp32, fp16");
                  app.add_option("--max-shard-size-mb", a->max_shard_mb, "largest shard in MB (default 10000)");
                  app.add_flag("--no-vision-tower", a->no_vision_tower, "do not write the CLIP tower to vision_tower/");

@@ -19,6 +19,7 @@
 #include <optional>
 
 #include "command.h"
+#include "model_source_options.h"
 #include "m2sa/core/atomic_file.h"
 #include "m2sa/core/dtype.h"
 #include "m2sa/core/error.h"
@@ -38,7 +39,7 @@ using Clock = std::chrono::steady_clock;
 constexpr int kExitNoSeg = 3;
 
 struct InferArgs {
-  std::string model, peft, sam, llava, clip, config, trainable, tokenizer;
+  ModelSourceArgs model;
   std::string image, question, out, batch, image_root;
   std::string precision = "bf16", device = "cpu";
   int64_t max_new_tokens = 512, batch_size = 4;
@@ -94,15 +95,7 @@ struct Session {
 
 void load(Session& s) {
   const InferArgs& a = s.args;
-  infer::ModelSource src;
-  src.model_dir = a.model;
-  src.peft = a.peft;
-  src.sam = a.sam;
-  src.llava_dir = a.llava;
-  src.clip_dir = a.clip;
-  src.config = a.config;
-  src.trainable = a.trainable;
-  src.tokenizer = a.tokenizer;
+  const infer::ModelSource src = a.model.source();
   infer::LoadModelOptions lo;
   lo.dtype = s.dtype;
   lo.device = s.device;
@@ -326,15 +319,7 @@ Registrar reg({"infer", "Answer a question about an image and segment every [SEG
                  auto a = std::make_shared<InferArgs>();
                  app.add_option("image", a->image, "image file (PNG, JPEG, ...)");
                  app.add_option("question", a->question, "the question (quote it)");
-                 app.add_option("--model", a->model, "merged HF model directory (M2SA / LISA / m2sa export)");
-                 app.add_option("--clip", a->clip, "HF CLIP vision folder (default: <model>/vision_tower)");
-                 app.add_option("--config", a->config, "M2SA model config JSON (required with --peft / --sam)");
-                 app.add_option("--peft", a->peft, "un-merged PEFT state dict (reference training output)");
-                 app.add_option("--sam", a->sam, "SAM checkpoint (.pth), with --llava: an untrained training start");
-                 app.add_option("--llava", a->llava, "LLaVA folder, with --sam");
-                 app.add_option("--trainable", a->trainable, "trained weights to apply (trainer's trainable.safetensors)");
-                 app.add_option("--tokenizer", a->tokenizer, "tokenizer folder or tokenizer.model (default: the model "
-                                                             "or LLaVA folder)");
+                 add_model_source_options(app, a->model);
                  app.add_option("--out", a->out, "write masks, overlay and result.json here");
                  app.add_option("--max-new-tokens", a->max_new_tokens, "most tokens to generate (default 512)");
                  app.add_option("--precision", a->precision, "bf16 (default, as the reference chat.py), fp32, fp16 "
