@@ -142,7 +142,9 @@ fs::path small_dataset(const test::TempDir& tmp) {
 }
 
 std::map<std::string, at::Tensor> final_weights(const fs::path& run_dir) {
-  CheckpointManager cm({run_dir / "checkpoints"});
+  CheckpointOptions co;
+  co.dir = run_dir / "checkpoints";
+  CheckpointManager cm(co);
   const auto latest = cm.latest();
   EXPECT_TRUE(latest.has_value()) << run_dir;
   std::map<std::string, at::Tensor> out;
@@ -236,7 +238,9 @@ TEST(TrainM2SAResume, SigkillMidRunThenResumeEndsWithIdenticalWeights) {
   ASSERT_TRUE(WIFSIGNALED(status)) << "the run finished before the kill: " << test::read_bytes(tmp / "killed.log");
 
   // Every step directory on disk is complete.
-  CheckpointManager cm({tmp / "killed" / "checkpoints"});
+  CheckpointOptions co;
+  co.dir = tmp / "killed" / "checkpoints";
+  CheckpointManager cm(co);
   const auto steps = cm.step_dirs();
   ASSERT_FALSE(steps.empty());
   for (const auto& d : steps) {
