@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "m2sa/core/json_reader.h"
+#include "m2sa/core/runtime.h"
 #include "m2sa/data/eval_datasets.h"
 #include "m2sa/data/synth.h"
 #include "m2sa/eval/evaluator.h"
@@ -37,6 +38,7 @@ fs::path shipped_config() { return test::repo_root() / "configs" / "train" / "ti
 // The step budget of this test is the shipped config's (4 epochs x 100 steps of 4 images, lr 1e-3); it is checked
 // here so that a change to the config is a deliberate change to this test.
 TEST(TrainM2SALearning, TinyFromScratchLearnsSyntheticScenes) {
+  init_runtime();  // the CLI's thread count, so that this run is the demo's run (same numbers)
   test::TempDir tmp("m2sa_learn");
   data::SynthOptions so;  // the default synthetic set, as the demo generates it
   data::write_synthetic_dataset(tmp / "dataset-synth", so);
