@@ -8,7 +8,6 @@
 
 #include <any>
 #include <chrono>
-#include <fstream>
 
 #include "m2sa/core/error.h"
 #include "m2sa/core/sha256.h"
@@ -510,7 +509,6 @@ TrainingRunResult run_training(const TrainingRunConfig& config, const TrainingRu
   Trainer trainer(config.train, params, *comm, std::move(task), to);
   result.summary = trainer.run();
   result.last_validation = result.summary.last_validation;
-  for (const auto& [name, t] : params.named_masters()) result.final_weights.emplace_back(name, t.detach().clone());
   if (main && config.export_model != "none")
     result.model_dir = export_trained_model(config, tm, result.summary, dtype);
   if (main) {

@@ -141,7 +141,6 @@ struct TrainingRunResult {
   std::filesystem::path model_dir;  // <run_dir>/model when exported ("" otherwise)
   std::string config_hash;
   std::map<std::string, double> last_validation;
-  NamedTensors final_weights;  // fp32 masters of the trainable parameters at the end (copies)
 };
 
 // Trains as configured. Rank 0 writes <run_dir>/train_config.json, metrics.jsonl and the checkpoints and logs;
