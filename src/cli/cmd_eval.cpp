@@ -6,7 +6,10 @@
 // split on stdout and a JSON report per split (eval/report.h), written atomically. Distributed like `m2sa train`:
 // `--nproc N` starts N local ranks through the built-in launcher, a torchrun-style environment is used as it is;
 // every item is scored exactly once (no sampler padding) and only rank 0 prints and writes.
+#include <ATen/Context.h>
 #include <spdlog/spdlog.h>
+
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -21,8 +24,6 @@
 
 #include "command.h"
 #include "model_source_options.h"
-#include <ATen/Context.h>
-
 #include "m2sa/core/dtype.h"
 #include "m2sa/core/error.h"
 #include "m2sa/core/runtime.h"
@@ -200,6 +201,7 @@ std::vector<std::string> rank_args(const EvalArgs& a, const Plan& p) {
   auto opt = [&](const char* flag, const std::string& v) {
     if (!v.empty()) args.insert(args.end(), {flag, v});
   };
+  opt("--config", a.config);  // for the report (the model and dataset below are already resolved from it)
   opt("--model", p.source.model_dir.string());
   opt("--peft", p.source.peft.string());
   opt("--sam", p.source.sam.string());
@@ -220,9 +222,22 @@ std::vector<std::string> rank_args(const EvalArgs& a, const Plan& p) {
   opt("--top-k", std::to_string(a.top_k));
   opt("--timeout-s", std::to_string(a.timeout_s));
   if (a.skip_bad) args.push_back("--skip-bad");
-  // The outputs, resolved: one file per split is passed through a directory only when the names agree.
-  if (!a.out.empty()) opt("--out", a.out);
+  opt("--out", a.out);  // every rank resolves it the same way (only rank 0 writes)
   return args;
+}
+
+// The report folders exist and are writable, checked before the (long) evaluation rather than after it.
+void check_outputs(const Plan& p) {
+  for (const fs::path& file : p.outputs) {
+    const fs::path dir = file.parent_path().empty() ? fs::path(".") : file.parent_path();
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    M2SA_CHECK(fs::is_directory(dir), "report ", file.string(), ": cannot create the folder ", dir.string(),
+               ec ? ": " + ec.message() : std::string(), " (choose another place with --out)");
+    M2SA_CHECK(::access(dir.c_str(), W_OK) == 0, "report ", file.string(), ": the folder ", dir.string(),
+               " is not writable (choose another place with --out)");
+    M2SA_CHECK(!fs::is_directory(file), "report ", file.string(), ": is a directory");
+  }
 }
 
 std::unique_ptr<data::EvalDataset> open_split(const Plan& p, const EvalArgs& a, const std::string& split,
@@ -247,6 +262,7 @@ int run_eval(const EvalArgs& a) {
       data::SkipReport ignored;
       open_split(plan, a, split, &ignored);
     }
+    check_outputs(plan);
     train::LaunchOptions lo;
     lo.args = rank_args(a, plan);
     if (!std::getenv("M2SA_NUM_THREADS") && !std::getenv("OMP_NUM_THREADS")) {
@@ -276,6 +292,7 @@ int run_eval(const EvalArgs& a) {
     skips.push_back(std::make_unique<data::SkipReport>());
     datasets.push_back(open_split(plan, a, split, skips.back().get()));
   }
+  if (main) check_outputs(plan);
   train::CommOptions co;
   co.timeout_s = a.timeout_s;
   co.device = device;
@@ -344,6 +361,12 @@ int run_eval(const EvalArgs& a) {
     const json report = eval::make_report(meter, info);
     eval::write_report(plan.outputs[k], report);
     std::cout << eval::format_report_table(report);
+    if (plan.mode == eval::EvalMode::kGenerate)
+      std::cout << "  answers: " << gen.questions << " questions, [SEG] count per question: " << gen.seg_exact
+                << " exact, " << gen.seg_too_few << " too few (" << gen.no_seg << " without any), " << gen.seg_too_many
+                << " too many; " << gen.generated_tokens << " tokens; finished: " << gen.finished_eos
+                << " eos, " << gen.finished_max_new_tokens << " max-new-tokens, " << gen.finished_context_full
+                << " context full\n";
     if (skip.count() > 0) std::cout << "  " << skip.summary() << "\n";
     std::cout << "  report: " << plan.outputs[k].string() << "\n" << std::flush;
     reports.push_back(report);
