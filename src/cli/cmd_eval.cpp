@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "command.h"
+#include "local_ranks.h"
 #include "model_source_options.h"
 #include "m2sa/core/dtype.h"
 #include "m2sa/core/error.h"
@@ -253,27 +254,14 @@ std::unique_ptr<data::EvalDataset> open_split(const Plan& p, const EvalArgs& a, 
 int run_eval(const EvalArgs& a) {
   const Plan plan = make_plan(a);
 
-  if (a.nproc > 1 && !train::launched_by_local_launcher()) {
-    const train::DistEnv env = train::DistEnv::from_environment();
-    M2SA_CHECK(!env.distributed(), "--nproc ", a.nproc, ": this process is already rank ", env.rank, " of ",
-               env.world_size, " (WORLD_SIZE is set by an external launcher); drop --nproc");
+  if (should_launch_local_ranks(a.nproc)) {
     // Open every split once here, so that a bad split name or dataset is one clear error, not one per rank.
     for (const std::string& split : plan.splits) {
       data::SkipReport ignored;
       open_split(plan, a, split, &ignored);
     }
     check_outputs(plan);
-    train::LaunchOptions lo;
-    lo.args = rank_args(a, plan);
-    if (!std::getenv("M2SA_NUM_THREADS") && !std::getenv("OMP_NUM_THREADS")) {
-      const int threads = std::max(1, default_thread_count() / a.nproc);
-      lo.env.emplace_back("M2SA_NUM_THREADS", std::to_string(threads));
-      lo.env.emplace_back("OMP_NUM_THREADS", std::to_string(threads));
-    }
-    spdlog::info("m2sa eval: starting {} local ranks", a.nproc);
-    const int code = train::launch_local(a.nproc, lo);
-    if (code != 0) spdlog::error("m2sa eval: a rank failed (exit status {})", code);
-    return code;
+    return launch_local_ranks(a.nproc, rank_args(a, plan));
   }
 
   const train::DistEnv env = train::DistEnv::from_environment();

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "command.h"
+#include "local_ranks.h"
 #include "m2sa/core/error.h"
 #include "m2sa/core/runtime.h"
 #include "m2sa/train/communicator.h"
@@ -28,31 +29,17 @@ struct TrainArgs {
 };
 
 int run_train(const TrainArgs& a) {
-  M2SA_CHECK(a.nproc >= 1, "--nproc: must be >= 1, got ", a.nproc);
   train::TrainingRunConfig config = train::TrainingRunConfig::read(a.config);
   if (!a.run_dir.empty()) config.run_dir = a.run_dir;
   if (a.skip_bad) config.data.skip_bad = true;
   config.validate(a.config);
 
-  if (a.nproc > 1 && !train::launched_by_local_launcher()) {
-    const train::DistEnv env = train::DistEnv::from_environment();
-    M2SA_CHECK(!env.distributed(), "--nproc ", a.nproc, ": this process is already rank ", env.rank, " of ",
-               env.world_size, " (WORLD_SIZE is set by an external launcher); drop --nproc");
-    train::LaunchOptions lo;
-    lo.args = {"train", "--config", a.config};
-    if (a.resume) lo.args.push_back("--resume");
-    if (!a.run_dir.empty()) lo.args.insert(lo.args.end(), {"--run-dir", a.run_dir});
-    if (a.skip_bad) lo.args.push_back("--skip-bad");
-    // The ranks share the cores: give each its share of threads unless the user chose.
-    if (!std::getenv("M2SA_NUM_THREADS") && !std::getenv("OMP_NUM_THREADS")) {
-      const int threads = std::max(1, default_thread_count() / a.nproc);
-      lo.env.emplace_back("M2SA_NUM_THREADS", std::to_string(threads));
-      lo.env.emplace_back("OMP_NUM_THREADS", std::to_string(threads));
-    }
-    spdlog::info("m2sa train: starting {} local ranks", a.nproc);
-    const int code = train::launch_local(a.nproc, lo);
-    if (code != 0) spdlog::error("m2sa train: a rank failed (exit status {})", code);
-    return code;
+  if (should_launch_local_ranks(a.nproc)) {
+    std::vector<std::string> args = {"train", "--config", a.config};
+    if (a.resume) args.push_back("--resume");
+    if (!a.run_dir.empty()) args.insert(args.end(), {"--run-dir", a.run_dir});
+    if (a.skip_bad) args.push_back("--skip-bad");
+    return launch_local_ranks(a.nproc, std::move(args));
   }
 
   const train::DistEnv env = train::DistEnv::from_environment();
