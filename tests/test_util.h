@@ -4,6 +4,7 @@
 #include <ATen/core/Tensor.h>
 #include <gtest/gtest.h>
 
+#include <exception>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -44,6 +45,17 @@ struct CliResult {
 // `cwd`: the working directory (default: the test's).
 CliResult run_cli(const std::vector<std::string>& args, const std::string& env = "",
                   const std::filesystem::path& cwd = {});
+
+// The message of the exception `fn` throws ("" when it throws none), for tests of error messages.
+template <typename Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
 
 // Writes bytes to a file (for corrupt-input tests).
 void write_bytes(const std::filesystem::path& path, const std::string& bytes);

@@ -21,15 +21,7 @@ namespace {
 using data::CollateConfig;
 using data::collate_samples;
 
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 Tokenizer tokenizer() { return Tokenizer::load(test::repo_root() / "configs" / "tokenizer" / "tokenizer.model"); }
 

@@ -12,17 +12,10 @@
 
 #include "m2sa/core/error.h"
 #include "m2sa/vision/image_io.h"
+#include "test_util.h"
 
 namespace m2sa::test {
 
-inline std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // A JPEG (or PNG, by extension) of the given size filled with one colour.
 inline void write_solid_image(const std::filesystem::path& path, int64_t h, int64_t w, uint8_t value = 120) {

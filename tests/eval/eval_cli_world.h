@@ -48,25 +48,7 @@ struct EvalCliWorld {
     infer::export_model(*seg_model, tokenizer, seg_model_dir, eo);
   }
 
-  // The LLM layers add nothing (o_proj, down_proj = 0), every token embedding has a positive first component, and
-  // lm_head scores only [SEG], on that component: every generated token is [SEG]; the masks still depend on the
-  // image (SAM) and on the token before each [SEG].
-  static m2sa_model::M2SAForCausalLM always_seg_model() {
-    m2sa_model::M2SAForCausalLM m = tiny_model(13);
-    at::NoGradGuard no_grad;
-    const int64_t seg = m->config().m2sa.seg_token_id;
-    for (auto& p : m->named_parameters()) {
-      const std::string& k = p.key();
-      if (k.find("o_proj.weight") != std::string::npos || k.find("down_proj.weight") != std::string::npos)
-        p.value().zero_();
-      if (k == "model.embed_tokens.weight") p.value().select(1, 0).abs_().add_(1.0);
-      if (k == "lm_head.weight") {
-        p.value().zero_();
-        p.value()[seg][0] = 100.0;
-      }
-    }
-    return m;
-  }
+  static m2sa_model::M2SAForCausalLM always_seg_model() { return test::always_seg_model(13); }
 
   // What eval::evaluate gives in process (one process, batch 1 — the totals do not depend on either).
   // Generate mode uses seg_model, teacher-forced mode `model` (as the tests run the CLI).

@@ -30,14 +30,7 @@
 namespace m2sa::eval {
 namespace {
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 // One synthetic dataset and one tiny model for all tests of this file.
 struct World {
@@ -275,24 +268,7 @@ TEST(Evaluator, BadItemsAreErrorsOrSkipped) {
 
 // ---- generate mode ----
 
-// A tiny model that answers "[SEG][SEG]..." to everything: the LLM layers add nothing (o_proj, down_proj = 0), every
-// token embedding has a positive first component, and lm_head scores only [SEG], on that component.
-m2sa_model::M2SAForCausalLM seg_model() {
-  m2sa_model::M2SAForCausalLM m = test::tiny_model(7);
-  at::NoGradGuard no_grad;
-  const int64_t seg = m->config().m2sa.seg_token_id;
-  for (auto& p : m->named_parameters()) {
-    const std::string& k = p.key();
-    if (k.find("o_proj.weight") != std::string::npos || k.find("down_proj.weight") != std::string::npos)
-      p.value().zero_();
-    if (k == "model.embed_tokens.weight") p.value().select(1, 0).abs_().add_(1.0);
-    if (k == "lm_head.weight") {
-      p.value().zero_();
-      p.value()[seg][0] = 100.0;
-    }
-  }
-  return m;
-}
+m2sa_model::M2SAForCausalLM seg_model() { return test::always_seg_model(7); }
 
 struct HandGeneration {
   SegMeter meter{EvalMode::kGenerate};

@@ -24,14 +24,7 @@ namespace fs = std::filesystem;
 using infer::Prediction;
 using infer::Target;
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 Target make_target(int64_t index, const std::string& phrase, const at::Tensor& logits) {
   Target t;

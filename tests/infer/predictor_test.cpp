@@ -20,14 +20,7 @@ namespace {
 using infer::Prediction;
 using infer::Predictor;
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 Predictor tiny_predictor(uint64_t seed) { return Predictor(test::tiny_model(seed), test::tiny_tokenizer()); }
 

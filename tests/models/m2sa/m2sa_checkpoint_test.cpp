@@ -27,15 +27,7 @@ using infer::ModelSource;
 
 constexpr int64_t kSeg = 32000;
 
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 fs::path tokenizer_model() { return test::repo_root() / "configs" / "tokenizer" / "tokenizer.model"; }
 Tokenizer tiny_tokenizer() { return Tokenizer::load(tokenizer_model()); }

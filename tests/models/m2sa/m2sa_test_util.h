@@ -79,4 +79,24 @@ inline Rows pad_rows(const std::vector<std::vector<int64_t>>& rows, const std::v
   return out;
 }
 
+// A tiny model that answers "[SEG][SEG]..." to everything, so generation yields masks: the LLM layers add nothing
+// (o_proj, down_proj = 0), every token embedding has a positive first component, and lm_head scores only [SEG], on
+// that component. The masks still depend on the image (SAM) and on the token before each [SEG].
+inline m2sa_model::M2SAForCausalLM always_seg_model(uint64_t seed) {
+  m2sa_model::M2SAForCausalLM m = tiny_model(seed);
+  at::NoGradGuard no_grad;
+  const int64_t seg = m->config().m2sa.seg_token_id;
+  for (auto& p : m->named_parameters()) {
+    const std::string& k = p.key();
+    if (k.find("o_proj.weight") != std::string::npos || k.find("down_proj.weight") != std::string::npos)
+      p.value().zero_();
+    if (k == "model.embed_tokens.weight") p.value().select(1, 0).abs_().add_(1.0);
+    if (k == "lm_head.weight") {
+      p.value().zero_();
+      p.value()[seg][0] = 100.0;
+    }
+  }
+  return m;
+}
+
 }  // namespace m2sa::test
