@@ -13,7 +13,7 @@
 
 namespace m2sa::test {
 
-// $M2SA_FIXTURE_DIR, else ../shared/fixtures relative to the repository root.
+// $M2SA_FIXTURE_DIR, else tests/fixtures/reference (the reference fixtures, copied from ../shared/fixtures).
 std::filesystem::path fixture_dir();
 std::filesystem::path fixture(const std::string& name);
 std::filesystem::path repo_root();

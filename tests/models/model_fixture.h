@@ -1,5 +1,5 @@
 #pragma once
-// A golden model fixture (`<name>.safetensors` + `<name>.json` sidecar, ../shared/fixtures/README.md): weights,
+// A golden model fixture (`<name>.safetensors` + `<name>.json` sidecar, tests/fixtures/reference/README.md): weights,
 // inputs and expected outputs by name, with per-output tolerances from the sidecar.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>

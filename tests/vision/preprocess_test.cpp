@@ -1,5 +1,5 @@
 // SAM and CLIP preprocessing against the golden data of preprocess_cases.json (Pillow 9.4, transformers
-// 4.29 slow CLIPImageProcessor, torchvision resize; see ../shared/fixtures/README.md), and Sam.preprocess
+// 4.29 slow CLIPImageProcessor, torchvision resize; see tests/fixtures/reference/README.md), and Sam.preprocess
 // against the sam_tiny fixture. Every size comes from the fixture files.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>

@@ -23,7 +23,7 @@ MaskDecoderImpl::MaskDecoderImpl(const MaskDecoderConfig& c, int64_t dim, int64_
     output_hypernetworks_mlps.push_back(hyper->register_module(std::to_string(i), MLP(dim, dim, dim / 8, 3)));
   iou_prediction_head = register_module("iou_prediction_head", MLP(dim, c.iou_head_hidden_dim, m, c.iou_head_depth));
   if (c.compress_vit) {
-    // Registered last, where the merged M2SA checkpoints list it (../shared/fixtures/m2sa_7b_keys.json).
+    // Registered last, where the merged M2SA checkpoints list it (tests/fixtures/reference/m2sa_7b_keys.json).
     auto cv = register_container(*this, "compress_vit");
     compress_conv1 = cv->register_module("0", nn::Conv2d(encoder_dim, dim, 3, 1, 1, true));
     compress_norm = cv->register_module("1", nn::LayerNorm2d(dim, 1e-6));

@@ -1,5 +1,5 @@
 // The full-size parameter layouts, built shape-only (meta device, nothing allocated) and compared with the
-// reference key lists: ../shared/fixtures/sam_vit_h_keys.json (build_sam_vit_h state_dict) and the
+// reference key lists: tests/fixtures/reference/sam_vit_h_keys.json (build_sam_vit_h state_dict) and the
 // `model.visual_model.*` part of the merged M2SA checkpoints (m2sa_{7b,13b}_keys.json).
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>

@@ -1,5 +1,5 @@
 // Parity of the SAM components with the reference segment_anything outputs in the sam_tiny fixture
-// ($M2SA_FIXTURE_DIR/sam_tiny.*; ../shared/fixtures/README.md). Every size comes from the sidecar and the
+// ($M2SA_FIXTURE_DIR/sam_tiny.*; tests/fixtures/reference/README.md). Every size comes from the sidecar and the
 // tensor shapes, so another fixture set of the same format (other sizes, window padding, non-square originals)
 // runs unchanged. Tolerances are the sidecar's per-output atol_fp32.
 //
