@@ -10,7 +10,7 @@
 
 #include "../tests/train/toy_task.h"
 #include "m2sa/core/runtime.h"
-#include "m2sa/train/communicator.h"
+#include "m2sa/dist/communicator.h"
 
 int main(int argc, char** argv) {
   m2sa::init_runtime();
@@ -24,7 +24,7 @@ int main(int argc, char** argv) {
   char tmpl[] = "/tmp/m2sa_bench_train_XXXXXX";
   const char* dir = ::mkdtemp(tmpl);
   if (!dir) return 1;
-  auto comm = m2sa::train::make_local_communicator();
+  auto comm = m2sa::dist::make_local_communicator();
   m2sa::test::ToyRun run = m2sa::test::run_toy(o, *comm, dir);
   double step_s = 0;
   int64_t samples = 0;

@@ -32,8 +32,8 @@
 #include "m2sa/eval/evaluator.h"
 #include "m2sa/eval/report.h"
 #include "m2sa/infer/model_loading.h"
-#include "m2sa/train/communicator.h"
-#include "m2sa/train/launcher.h"
+#include "m2sa/dist/communicator.h"
+#include "m2sa/dist/launcher.h"
 #include "m2sa/train/m2sa_training.h"
 
 namespace m2sa::cli {
@@ -61,6 +61,7 @@ struct EvalArgs {
 // Everything the ranks need, resolved and checked once.
 struct Plan {
   infer::ModelSource source;
+  std::optional<nn::AttentionMode> attention;
   std::string model_name;  // for the report
   fs::path dataset_dir;
   std::vector<std::string> splits;
@@ -127,6 +128,7 @@ Plan make_plan(const EvalArgs& a) {
   p.splits = parse_splits(a.splits);
 
   p.source = a.model.source();
+  p.attention = a.model.attention_mode();
   p.dataset_dir = a.dataset_dir;
   const bool has_model = !a.model.model.empty() || !a.model.peft.empty() || !a.model.sam.empty() ||
                          !a.model.llava.empty();
@@ -264,7 +266,7 @@ int run_eval(const EvalArgs& a) {
     return launch_local_ranks(a.nproc, rank_args(a, plan));
   }
 
-  const train::DistEnv env = train::DistEnv::from_environment();
+  const dist::DistEnv env = dist::DistEnv::from_environment();
   const bool main = env.rank == 0;
   if (!main && spdlog::get_level() < spdlog::level::warn) spdlog::set_level(spdlog::level::warn);
   const c10::Device device = resolve_device(plan.device, env.local_rank);
@@ -281,15 +283,16 @@ int run_eval(const EvalArgs& a) {
     datasets.push_back(open_split(plan, a, split, skips.back().get()));
   }
   if (main) check_outputs(plan);
-  train::CommOptions co;
+  dist::CommOptions co;
   co.timeout_s = a.timeout_s;
   co.device = device;
-  const std::unique_ptr<train::Communicator> comm = train::make_communicator(env, co);
+  const std::unique_ptr<dist::Communicator> comm = dist::make_communicator(env, co);
 
   infer::LoadModelOptions lo;
   lo.dtype = dtype;
   lo.device = device;
   lo.eval = true;
+  lo.attention = plan.attention;
   const auto t_load = std::chrono::steady_clock::now();
   infer::LoadedModel loaded = infer::load_model(plan.source, lo);
   if (main) {

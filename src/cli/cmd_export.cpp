@@ -29,6 +29,7 @@ int run_export(const ExportArgs& a) {
   const infer::ModelSource src = a.model.source();
   infer::LoadModelOptions lo;
   lo.dtype = parse_precision(a.dtype);
+  lo.attention = a.model.attention_mode();  // written into the exported config
   M2SA_CHECK(a.max_shard_mb > 0, "export: --max-shard-size-mb must be positive");
   infer::LoadedModel loaded = infer::load_model(src, lo);
   for (const auto& line : loaded.log) spdlog::info("{}", line);

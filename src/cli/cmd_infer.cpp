@@ -100,6 +100,7 @@ void load(Session& s) {
   lo.dtype = s.dtype;
   lo.device = s.device;
   lo.eval = true;
+  lo.attention = a.model.attention_mode();
   const auto t0 = Clock::now();
   infer::LoadedModel loaded = infer::load_model(src, lo);
   for (const auto& line : loaded.log) spdlog::info("{}", line);

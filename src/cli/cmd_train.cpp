@@ -13,8 +13,8 @@
 #include "local_ranks.h"
 #include "m2sa/core/error.h"
 #include "m2sa/core/runtime.h"
-#include "m2sa/train/communicator.h"
-#include "m2sa/train/launcher.h"
+#include "m2sa/dist/communicator.h"
+#include "m2sa/dist/launcher.h"
 #include "m2sa/train/m2sa_training.h"
 
 namespace m2sa::cli {
@@ -42,7 +42,7 @@ int run_train(const TrainArgs& a) {
     return launch_local_ranks(a.nproc, std::move(args));
   }
 
-  const train::DistEnv env = train::DistEnv::from_environment();
+  const dist::DistEnv env = dist::DistEnv::from_environment();
   // Only rank 0 logs progress; the others report warnings and errors.
   if (env.rank != 0 && spdlog::get_level() < spdlog::level::warn) spdlog::set_level(spdlog::level::warn);
   train::TrainingRunOptions options;

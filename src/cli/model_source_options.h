@@ -3,14 +3,22 @@
 // and `m2sa export` so they read the same everywhere.
 #include <CLI/CLI.hpp>
 
+#include <optional>
 #include <string>
 
 #include "m2sa/infer/model_loading.h"
+#include "m2sa/nn/attention.h"
 
 namespace m2sa::cli {
 
 struct ModelSourceArgs {
   std::string model, peft, sam, llava, clip, config, trainable, tokenizer;
+  std::string attention;  // empty: the model config's m2sa.attention
+
+  std::optional<nn::AttentionMode> attention_mode() const {
+    if (attention.empty()) return std::nullopt;
+    return nn::parse_attention_mode(attention, "--attention");
+  }
 
   infer::ModelSource source() const {
     infer::ModelSource s;
@@ -37,6 +45,9 @@ inline void add_model_source_options(CLI::App& app, ModelSourceArgs& a, const st
   app.add_option("--sam", a.sam, "SAM checkpoint (.pth), with --llava and --clip: an untrained training start");
   app.add_option("--llava", a.llava, "LLaVA folder, with --sam");
   app.add_option("--trainable", a.trainable, "trained weights to apply (a trainer checkpoint's trainable.safetensors)");
+  app.add_option("--attention", a.attention, "sdpa (fused kernels) or exact (the reference's arithmetic, softmax in "
+                                             "fp32 for LLaMA; for bf16 parity runs); default: the model config's "
+                                             "m2sa.attention, else sdpa");
   app.add_option("--tokenizer", a.tokenizer, "tokenizer folder or tokenizer.model (default: the model or LLaVA "
                                              "folder)");
 }

@@ -2,11 +2,21 @@
 
 #include <ATen/Parallel.h>
 #include <spdlog/spdlog.h>
+#include <torch/csrc/api/include/torch/version.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
 #include <thread>
+
+// m2sa supports LibTorch >= 2.1 only (cmake/TorchChecks.cmake checks it too): the code calls the public
+// at::scaled_dot_product_attention and has no 1.13 branches left. A build whose version macros are missing would
+// otherwise fail far from the cause.
+#if !defined(TORCH_VERSION_MAJOR) || !defined(TORCH_VERSION_MINOR)
+#error "torch/version.h did not define TORCH_VERSION_MAJOR/MINOR: m2sa needs LibTorch >= 2.1"
+#elif TORCH_VERSION_MAJOR < 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR < 1)
+#error "m2sa needs LibTorch >= 2.1 (at::scaled_dot_product_attention); see docs/DEVELOPING.md"
+#endif
 
 namespace m2sa {
 

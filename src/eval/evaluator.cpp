@@ -453,7 +453,7 @@ std::vector<int64_t> generation_prompt_ids(const Tokenizer& tokenizer, const std
 }
 
 SegMeter evaluate(const m2sa_model::M2SAForCausalLM& model, const Tokenizer& tokenizer,
-                  const data::EvalDataset& dataset, const EvaluateOptions& options, train::Communicator* comm) {
+                  const data::EvalDataset& dataset, const EvaluateOptions& options, dist::Communicator* comm) {
   M2SA_CHECK(options.images_per_batch >= 1, "evaluate: images_per_batch must be >= 1, got ", options.images_per_batch);
   M2SA_CHECK(options.mode != EvalMode::kGenerate || options.max_new_tokens >= 1,
              "evaluate: max_new_tokens must be >= 1, got ", options.max_new_tokens);
@@ -462,7 +462,7 @@ SegMeter evaluate(const m2sa_model::M2SAForCausalLM& model, const Tokenizer& tok
   const int world = comm != nullptr ? comm->world_size() : 1;
   int64_t n = dataset.size();
   if (options.limit >= 0) n = std::min(n, options.limit);
-  const std::vector<int64_t> indices = train::shard_indices(n, rank, world);
+  const std::vector<int64_t> indices = dist::shard_indices(n, rank, world);
 
   // Evaluate this shard; an error is kept so that every rank learns about it at the gather below.
   std::vector<Entry> entries;

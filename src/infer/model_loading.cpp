@@ -77,6 +77,8 @@ LoadedModel load_model(const ModelSource& src, const LoadModelOptions& options) 
     }
   }
 
+  if (options.attention) config.m2sa.attention = *options.attention;
+
   // A reference LISA checkpoint has no compress_vit: when the sizes come from config.json alone, build stock SAM
   // ViT-H (no early-layer tap), so LISA weights load too.
   bool lisa_layout = false;

@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "m2sa/core/error.h"
+#include "m2sa/nn/attention.h"
 
 namespace m2sa::nn {
 
@@ -65,6 +66,7 @@ struct Recompute : torch::CustomClassHolder {
   CheckpointFn fn;
   std::vector<at::Tensor> params;
   RngSnapshot rng;
+  AttentionMode attention = AttentionMode::kSdpa;  // backward runs on autograd's threads, whose mode is the default
   bool input_requires_grad = false;
 };
 
@@ -76,6 +78,7 @@ struct CheckpointFunction : public torch::autograd::Function<CheckpointFunction>
     // Grad mode is off here (Function::apply), so fn records nothing.
     recompute->input_requires_grad = input.requires_grad();
     recompute->rng = RngSnapshot::take(input.device());
+    recompute->attention = attention_mode();
     at::Tensor out = recompute->fn(input);
     ctx->save_for_backward({input});
     ctx->saved_data["recompute"] = c10::IValue::make_capsule(recompute);
@@ -94,6 +97,7 @@ struct CheckpointFunction : public torch::autograd::Function<CheckpointFunction>
       RngSnapshot now = RngSnapshot::take(input.device());
       recompute->rng.restore();
       at::AutoGradMode enable(true);
+      AttentionModeGuard same_attention(recompute->attention);
       output = recompute->fn(input);
       now.restore();
     }

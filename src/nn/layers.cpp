@@ -5,7 +5,6 @@
 
 #include <cmath>
 #include <optional>
-#include <torch/csrc/api/include/torch/version.h>
 
 #include "m2sa/core/error.h"
 #include "m2sa/nn/init.h"
@@ -115,15 +114,6 @@ ConvTranspose2dImpl::ConvTranspose2dImpl(int64_t in, int64_t out, int64_t k, int
 }
 
 at::Tensor ConvTranspose2dImpl::forward(const at::Tensor& x) const {
-#if TORCH_VERSION_MAJOR < 2
-  // LibTorch 1.13's oneDNN bf16 conv_transpose2d on the CPU checks shapes as a forward conv and throws ("weight of
-  // size [256, 64, 2, 2], expected input[1, 256, 16, 16] to have 64 channels"): compute in fp32 and round once.
-  if (x.is_cpu() && x.scalar_type() == at::kBFloat16) {
-    return at::conv_transpose2d(x.to(at::kFloat), weight.to(at::kFloat), bias.defined() ? bias.to(at::kFloat) : bias,
-                                {stride, stride})
-        .to(at::kBFloat16);
-  }
-#endif
   return at::conv_transpose2d(x, weight, bias, {stride, stride});
 }
 

@@ -335,7 +335,7 @@ class M2SATask {
     TrainTask t;
     t.next_batch = [this](const StepInfo& info) { return next_batch(info); };
     t.forward = [this](const Batch& b, const StepInfo&) { return forward(b); };
-    if (val_) t.validate = [this](const StepInfo& info, Communicator& comm) { return validate(info, comm); };
+    if (val_) t.validate = [this](const StepInfo& info, dist::Communicator& comm) { return validate(info, comm); };
     t.data_state = [this] {
       json s = mix_.state();
       s["position"] = position_;
@@ -382,7 +382,7 @@ class M2SATask {
     return to_forward_result(m2sa_objective(out, batch->gt_masks, config_.loss));
   }
 
-  std::map<std::string, double> validate(const StepInfo&, Communicator& comm) {
+  std::map<std::string, double> validate(const StepInfo&, dist::Communicator& comm) {
     eval::EvaluateOptions eo;
     eo.mode = eval::EvalMode::kTeacherForced;
     eo.images_per_batch = config_.validation.images_per_batch;
@@ -439,16 +439,16 @@ std::filesystem::path export_trained_model(const TrainingRunConfig& config, Trai
 // ---------------------------------------------------------------------------------------------- the run
 
 TrainingRunResult run_training(const TrainingRunConfig& config, const TrainingRunOptions& options) {
-  std::unique_ptr<Communicator> owned;
-  Communicator* comm = options.comm;
+  std::unique_ptr<dist::Communicator> owned;
+  dist::Communicator* comm = options.comm;
   c10::Device device(c10::kCPU);
   if (!comm) {
-    const DistEnv env = DistEnv::from_environment();
+    const dist::DistEnv env = dist::DistEnv::from_environment();
     device = config.resolved_device(env.local_rank);
-    CommOptions co;
+    dist::CommOptions co;
     co.timeout_s = config.train.collective_timeout_s;
     co.device = device;
-    owned = make_communicator(env, co);
+    owned = dist::make_communicator(env, co);
     comm = owned.get();
   } else {
     device = config.resolved_device(comm->local_rank());

@@ -140,7 +140,7 @@ std::string format_double(double v) {
 }
 }  // namespace
 
-Trainer::Trainer(TrainerConfig config, TrainableParams& params, Communicator& comm, TrainTask task,
+Trainer::Trainer(TrainerConfig config, TrainableParams& params, dist::Communicator& comm, TrainTask task,
                  TrainerOptions options)
     : config_(std::move(config)),
       params_(params),

@@ -102,7 +102,7 @@ struct ThreadGroup {
   std::vector<std::string> result;
 };
 
-class ThreadComm final : public train::Communicator {
+class ThreadComm final : public dist::Communicator {
  public:
   ThreadComm(ThreadGroup& g, int rank) : g_(g), rank_(rank) {}
   int rank() const override { return rank_; }

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "eval/eval_cli_world.h"
-#include "m2sa/train/communicator.h"
+#include "m2sa/dist/communicator.h"
 
 namespace m2sa::test {
 namespace {
@@ -74,12 +74,12 @@ EvalCliWorld& world() {
 }
 
 TEST(EvalDist, TwoRanksGiveTheTotalsOfOneProcessTeacherForced) {
-  if (!train::gloo_available()) GTEST_SKIP() << "this LibTorch has no Gloo";
+  if (!dist::gloo_available()) GTEST_SKIP() << "this LibTorch has no Gloo";
   expect_two_ranks_equal_one(world(), world().model_dir, {"val", "test/part"}, {});
 }
 
 TEST(EvalDist, TwoRanksGiveTheTotalsOfOneProcessGenerate) {
-  if (!train::gloo_available()) GTEST_SKIP() << "this LibTorch has no Gloo";
+  if (!dist::gloo_available()) GTEST_SKIP() << "this LibTorch has no Gloo";
   expect_two_ranks_equal_one(world(), world().seg_model_dir, {"test/mixed"},
                              {"--mode", "generate", "--max-new-tokens", "4"});
 }

@@ -17,8 +17,8 @@
 #include <spdlog/spdlog.h>
 
 #include "m2sa/core/error.h"
-#include "m2sa/train/communicator.h"
-#include "m2sa/train/launcher.h"
+#include "m2sa/dist/communicator.h"
+#include "m2sa/dist/launcher.h"
 #include "test_util.h"
 #include "train/toy_task.h"
 
@@ -37,10 +37,10 @@ int64_t env_int(const char* name, int64_t fallback) { return std::stoll(env_or(n
 
 int worker_main() {
   spdlog::set_level(spdlog::level::from_str(env_or("M2SA_LOG_LEVEL", "info")));
-  const DistEnv env = DistEnv::from_environment();
-  CommOptions co;
+  const dist::DistEnv env = dist::DistEnv::from_environment();
+  dist::CommOptions co;
   co.timeout_s = std::stod(env_or("M2SA_TOY_TIMEOUT_S", "60"));
-  auto comm = make_communicator(env, co);
+  auto comm = dist::make_communicator(env, co);
 
   test::ToyOptions o;
   o.steps = env_int("M2SA_TOY_STEPS", 6);
@@ -123,7 +123,7 @@ struct Launch {
 };
 
 Launch launch(int nproc, std::vector<std::pair<std::string, std::string>> env, bool stop_others = true) {
-  LaunchOptions o;
+  dist::LaunchOptions o;
   o.args = {"--gtest_filter=TrainDistWorker.Run"};
   env.emplace_back("M2SA_TRAIN_WORKER", "1");
   env.emplace_back("M2SA_LOG_LEVEL", "warn");
@@ -137,7 +137,7 @@ Launch launch(int nproc, std::vector<std::pair<std::string, std::string>> env, b
     out.lines.push_back("[rank " + std::to_string(rank) + "] " + line);
   };
   const auto t0 = Clock::now();
-  out.code = launch_local(nproc, o);
+  out.code = dist::launch_local(nproc, o);
   out.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return out;
 }

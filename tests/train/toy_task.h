@@ -166,9 +166,9 @@ class ToyTask {
       drawn_for_step_ = -1;  // the next step draws afresh from the restored generator
     };
     if (o_.validate) {
-      t.validate = [this](const train::StepInfo& info, train::Communicator& comm) {
+      t.validate = [this](const train::StepInfo& info, dist::Communicator& comm) {
         std::map<std::string, double> sums{{"inter", 0}, {"union", 0}, {"iou_sum", 0}, {"count", 0}};
-        for (int64_t k : train::shard_indices(o_.val_samples, info.rank, info.world_size)) {
+        for (int64_t k : dist::shard_indices(o_.val_samples, info.rank, info.world_size)) {
           ToySample s = toy_sample(o_.seed + 1, 100000 + k);
           if (s.mask.size(0) == 0) continue;
           at::Tensor image = s.image.unsqueeze(0);
@@ -206,7 +206,7 @@ struct ToyRun {
 };
 
 // Trains the toy model in `run_dir` with `comm`; `resume` continues from its latest checkpoint.
-inline ToyRun run_toy(const ToyOptions& o, train::Communicator& comm, const std::filesystem::path& run_dir,
+inline ToyRun run_toy(const ToyOptions& o, dist::Communicator& comm, const std::filesystem::path& run_dir,
                       bool resume = false, std::function<void(const std::string&)> fault_hook = {},
                       std::function<void(const train::StepReport&)> on_step = {}) {
   ToyTask toy(o);

@@ -40,7 +40,7 @@ TEST(TrainTrainer, ToyModelLearnsAndLogs) {
   o.warmup = 5;
   o.validate = true;
   o.checkpoint_every = 0;
-  auto comm = make_local_communicator();
+  auto comm = dist::make_local_communicator();
   test::ToyRun run = test::run_toy(o, *comm, dir.path());
   ASSERT_EQ(run.reports.size(), 40u);
   double first = 0, last = 0;
@@ -73,7 +73,7 @@ TEST(TrainTrainer, ResumeContinuesBitForBit) {
   o.steps = 8;
   o.dropout = 0.2;  // exercises the torch CPU generator state
   o.weight_decay = 0.01;
-  auto comm = make_local_communicator();
+  auto comm = dist::make_local_communicator();
   test::TempDir a, b;
   test::ToyRun full = test::run_toy(o, *comm, a.path());
   // Interrupted after step 5 (its checkpoint is written; step 6 is cut short before its own).
@@ -102,7 +102,7 @@ TEST(TrainTrainer, Bf16WeightsTrainThroughFp32MastersAndResumeExactly) {
   o.steps = 12;
   o.micro_batch = 4;
   o.lr = 3e-3;  // updates far below bf16's resolution near 1: they must accumulate in the fp32 masters
-  auto comm = make_local_communicator();
+  auto comm = dist::make_local_communicator();
   test::TempDir a, b;
   test::ToyRun full = test::run_toy(o, *comm, a.path());
   double first = full.reports[1].loss, last = full.reports.back().loss;
@@ -131,7 +131,7 @@ TEST(TrainTrainer, NonFiniteLossStopsNamingStepAndSources) {
   o.steps = 6;
   o.grad_accumulation_steps = 2;
   o.nan_at_global_micro = 5;  // step 3, micro-batch 1
-  auto comm = make_local_communicator();
+  auto comm = dist::make_local_communicator();
   test::TempDir dir;
   try {
     test::run_toy(o, *comm, dir.path());
@@ -147,7 +147,7 @@ TEST(TrainTrainer, NonFiniteLossStopsNamingStepAndSources) {
 TEST(TrainTrainer, RefusesToMixRunsAndForeignCheckpoints) {
   test::ToyOptions o;
   o.steps = 2;
-  auto comm = make_local_communicator();
+  auto comm = dist::make_local_communicator();
   test::TempDir dir;
   test::run_toy(o, *comm, dir.path());
   try {

@@ -30,7 +30,7 @@
 #include "m2sa/eval/seg_meter.h"
 #include "m2sa/models/m2sa/m2sa_model.h"
 #include "m2sa/text/tokenizer.h"
-#include "m2sa/train/communicator.h"
+#include "m2sa/dist/communicator.h"
 
 namespace m2sa::eval {
 
@@ -77,7 +77,7 @@ struct EvaluateOptions {
 // Runs without autograd; the model should be in eval() mode (no LoRA dropout).
 SegMeter evaluate(const m2sa_model::M2SAForCausalLM& model, const Tokenizer& tokenizer,
                   const data::EvalDataset& dataset, const EvaluateOptions& options,
-                  train::Communicator* comm = nullptr);
+                  dist::Communicator* comm = nullptr);
 
 // The generation prompt the evaluator uses for a dataset question ("<image>\n" stripped from the user turn, then
 // chat.py's rendering), as token ids with one -200.

@@ -15,9 +15,11 @@
 #include <c10/core/ScalarType.h>
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "m2sa/nn/attention.h"
 #include "m2sa/models/m2sa/m2sa_model.h"
 #include "m2sa/text/tokenizer.h"
 
@@ -35,9 +37,10 @@ struct ModelSource {
 };
 
 struct LoadModelOptions {
-  c10::ScalarType dtype = c10::kFloat;           // fp32 or bf16 (fp16 has no CPU matmul in LibTorch 1.13)
+  c10::ScalarType dtype = c10::kFloat;           // fp32 or bf16 (fp16 is for CUDA)
   c10::Device device = c10::Device(c10::kCPU);
   bool eval = true;                              // eval() mode (no LoRA dropout)
+  std::optional<nn::AttentionMode> attention;    // overrides the config's m2sa.attention (`--attention`)
 };
 
 struct LoadedModel {

@@ -56,7 +56,7 @@
 #include "m2sa/models/m2sa/m2sa_model.h"
 #include "m2sa/models/m2sa/m2sa_trainable.h"
 #include "m2sa/text/tokenizer.h"
-#include "m2sa/train/communicator.h"
+#include "m2sa/dist/communicator.h"
 #include "m2sa/train/losses.h"
 #include "m2sa/train/trainer.h"
 
@@ -130,7 +130,7 @@ TrainingModel build_training_model(const TrainingRunConfig& config, const c10::D
 
 struct TrainingRunOptions {
   bool resume = false;                 // continue from <run_dir>/checkpoints/latest when there is one
-  Communicator* comm = nullptr;        // nullptr: from the torchrun environment (DistEnv::from_environment)
+  dist::Communicator* comm = nullptr;        // nullptr: from the torchrun environment (dist::DistEnv::from_environment)
   std::function<void(const StepReport&)> on_step;                        // every rank, after every step
   std::function<void(const std::string& stage)> checkpoint_fault_hook;  // tests (see CheckpointOptions)
 };

@@ -31,7 +31,7 @@
 #include "m2sa/core/json_reader.h"
 #include "m2sa/train/adamw.h"
 #include "m2sa/train/checkpoint.h"
-#include "m2sa/train/communicator.h"
+#include "m2sa/dist/communicator.h"
 #include "m2sa/train/lr_schedule.h"
 #include "m2sa/train/rng_state.h"
 #include "m2sa/train/trainable_params.h"
@@ -107,7 +107,7 @@ struct TrainTask {
   // Optional: runs under NoGradGuard at the end of every epoch (and every TrainerOptions::validate_every steps);
   // must return the same metrics on every rank
   // (reduce them with Communicator::all_reduce_sum).
-  std::function<std::map<std::string, double>(const StepInfo&, Communicator&)> validate;
+  std::function<std::map<std::string, double>(const StepInfo&, dist::Communicator&)> validate;
   // Optional: the sampler's state (opaque JSON, per rank) for exact resume.
   std::function<json()> data_state;
   std::function<void(const json&)> restore_data_state;
@@ -134,7 +134,7 @@ struct TrainSummary {
 
 class Trainer {
  public:
-  Trainer(TrainerConfig config, TrainableParams& params, Communicator& comm, TrainTask task,
+  Trainer(TrainerConfig config, TrainableParams& params, dist::Communicator& comm, TrainTask task,
           TrainerOptions options);
   ~Trainer();
 
@@ -159,7 +159,7 @@ class Trainer {
 
   TrainerConfig config_;
   TrainableParams& params_;
-  Communicator& comm_;
+  dist::Communicator& comm_;
   TrainTask task_;
   TrainerOptions options_;
   AdamW optimizer_;

@@ -17,6 +17,8 @@ M2SASettings settings_from_json(const JsonReader& r) {
   s.use_mm_start_end = r.get_or<bool>("use_mm_start_end", s.use_mm_start_end);
   s.model_max_length = r.get_or<int64_t>("model_max_length", s.model_max_length);
   if (r.has("lora")) s.lora = nn::LoraConfig::from_json(r.child("lora"));
+  if (r.has("attention"))
+    s.attention = nn::parse_attention_mode(r.get<std::string>("attention"), r.location("attention"));
   r.finish();
   return s;
 }
@@ -24,13 +26,15 @@ M2SASettings settings_from_json(const JsonReader& r) {
 }  // namespace
 
 json M2SASettings::to_json() const {
-  return json{{"out_dim", out_dim},
+  json j{{"out_dim", out_dim},
               {"seg_token_id", seg_token_id},
               {"im_start_token_id", im_start_token_id},
               {"im_end_token_id", im_end_token_id},
               {"use_mm_start_end", use_mm_start_end},
               {"model_max_length", model_max_length},
               {"lora", lora.to_json()}};
+  if (attention != nn::AttentionMode::kSdpa) j["attention"] = nn::to_string(attention);  // the default stays implicit
+  return j;
 }
 
 M2SAConfig M2SAConfig::from_json(const JsonReader& reader) {

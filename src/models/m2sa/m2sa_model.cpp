@@ -10,6 +10,7 @@
 
 #include "m2sa/core/dtype.h"
 #include "m2sa/core/error.h"
+#include "m2sa/nn/attention.h"
 
 namespace m2sa::m2sa_model {
 
@@ -85,6 +86,7 @@ c10::Device M2SAForCausalLMImpl::device() const { return llm->model->norm->weigh
 at::ScalarType M2SAForCausalLMImpl::dtype() const { return llm->model->norm->weight.scalar_type(); }
 
 at::Tensor M2SAForCausalLMImpl::image_features(const at::Tensor& clip_images) const {
+  nn::AttentionModeGuard attention_mode(config_.m2sa.attention);
   const clip::ClipVisionModel& tower = vision_tower->vision_tower;
   const int64_t s = config_.clip.image_size;
   M2SA_CHECK(clip_images.defined() && clip_images.dim() == 4 && clip_images.size(1) == 3 && clip_images.size(2) == s &&
@@ -103,6 +105,7 @@ at::Tensor M2SAForCausalLMImpl::image_features(const at::Tensor& clip_images) co
 }
 
 SamFeatures M2SAForCausalLMImpl::sam_features(const at::Tensor& sam_images) const {
+  nn::AttentionModeGuard attention_mode(config_.m2sa.attention);
   const auto& encoder = visual_model->image_encoder;
   const int64_t s = config_.sam.image_encoder.img_size;
   M2SA_CHECK(sam_images.defined() && sam_images.dim() == 4 && sam_images.size(1) == 3 && sam_images.size(2) == s &&
@@ -138,6 +141,7 @@ at::Tensor M2SAForCausalLMImpl::project_seg(const at::Tensor& hidden) const { re
 
 at::Tensor M2SAForCausalLMImpl::decode_masks(const at::Tensor& prompts, const SamFeatures& features, int64_t index,
                                              ImageSize resized, ImageSize original) const {
+  nn::AttentionModeGuard attention_mode(config_.m2sa.attention);
   const int64_t out_dim = config_.m2sa.out_dim;
   M2SA_CHECK(prompts.defined() && prompts.dim() == 2 && prompts.size(1) == out_dim,
              "M2SA mask decoding: prompts must be [n, ", out_dim, "], got ", shape_of(prompts));
@@ -183,6 +187,7 @@ void M2SAForCausalLMImpl::check_images(const ImageBatch& images, const char* who
 // ---- teacher-forced forward ----
 
 ForwardOutput M2SAForCausalLMImpl::forward(const M2SABatch& batch, const ForwardOptions& options) const {
+  nn::AttentionModeGuard attention_mode(config_.m2sa.attention);
   const char* who = "M2SA forward";
   check_images(batch.images, who);
   const int64_t b = batch.images.size();
@@ -264,6 +269,7 @@ ForwardOutput M2SAForCausalLMImpl::forward(const M2SABatch& batch, const Forward
 // ---- generation ----
 
 GenerationOutput M2SAForCausalLMImpl::generate(const GenerationRequest& request, const GenerationOptions& opt) const {
+  nn::AttentionModeGuard attention_mode(config_.m2sa.attention);
   const char* who = "M2SA generate";
   at::NoGradGuard no_grad;
   check_images(request.images, who);

@@ -1,7 +1,6 @@
 #include "m2sa/models/sam/image_encoder.h"
 
 #include <ATen/ATen.h>
-#include <torch/csrc/api/include/torch/version.h>
 
 #include <algorithm>
 #include <cmath>
@@ -106,32 +105,6 @@ EncoderAttentionImpl::EncoderAttentionImpl(int64_t dim, int64_t heads, bool qkv_
   proj = register_module("proj", nn::Linear(dim, dim));
 }
 
-namespace {
-
-// softmax((q * scale) k^T + bias) v with q/k/v [B, heads, T, D] and bias [B, heads, T, T] or undefined.
-at::Tensor encoder_attention_core(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& bias) {
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
-  // LibTorch 2.x: the fused kernels (memory-efficient attention takes an additive bias on CUDA).
-  nn::AttentionOptions options;
-  options.mask = bias;
-  options.softmax_fp32 = false;
-  return nn::attention(q, k, v, options);
-#else
-  // LibTorch 1.13 (no public SDPA): the reference arithmetic, with the scale folded into q and the bias fused
-  // into the score GEMM (baddbmm), so the [heads, T, T] score tensor is written once instead of three times;
-  // that tensor's memory traffic dominates the 4096-token global blocks (TOOLCHAIN.md section 8).
-  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), Tk = k.size(2);
-  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
-  at::Tensor q3 = (q * scale).reshape({B * H, T, D});
-  at::Tensor kt = k.reshape({B * H, Tk, D}).transpose(1, 2);
-  at::Tensor scores = bias.defined() ? at::baddbmm(bias.reshape({B * H, T, Tk}), q3, kt) : at::bmm(q3, kt);
-  at::Tensor probs = at::softmax(scores, -1);
-  return at::bmm(probs, v.reshape({B * H, Tk, D})).view({B, H, T, D});
-#endif
-}
-
-}  // namespace
-
 at::Tensor EncoderAttentionImpl::forward(const at::Tensor& x) const {
   const int64_t B = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
   const int64_t T = H * W, D = C / num_heads;
@@ -144,7 +117,11 @@ at::Tensor EncoderAttentionImpl::forward(const at::Tensor& x) const {
     bias = decomposed_rel_pos_bias(q.reshape({B * num_heads, T, D}), rel_pos_h, rel_pos_w, {H, W}, {H, W})
                .reshape({B, num_heads, T, T});
   }
-  at::Tensor out = encoder_attention_core(q, k, v, bias);  // [B, heads, T, D]
+  // softmax((q * scale) k^T + bias) v; in exact mode the softmax runs in the input dtype, as the reference's.
+  nn::AttentionOptions options;
+  options.mask = bias;
+  options.softmax_fp32 = false;
+  at::Tensor out = nn::attention(q, k, v, options);  // [B, heads, T, D]
   out = out.view({B, num_heads, H, W, D}).permute({0, 2, 3, 1, 4}).reshape({B, H, W, C});
   return proj->forward(out);
 }

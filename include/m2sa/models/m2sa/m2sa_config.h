@@ -10,7 +10,8 @@
 //             "use_mm_start_end": true,      // prompts wrap <image> as <im_start><image><im_end>
 //             "model_max_length": 2048,      // training truncation (spec 2.4)
 //             "lora": {"r": 8, "lora_alpha": 16, "lora_dropout": 0.05, "target_modules": [...],
-//                      "exclude_modules": [...]}}}
+//                      "exclude_modules": [...]},
+//             "attention": "sdpa"}}           // or "exact" (nn/attention.h), for bf16 parity runs
 // Derived sizes are methods: the number of image tokens comes from the CLIP config (patches, +1 with
 // select_feature "cls_patch"), mm_hidden_size is the CLIP width.
 #include <cstdint>
@@ -21,6 +22,7 @@
 #include "m2sa/models/clip/clip_config.h"
 #include "m2sa/models/llama/llama_config.h"
 #include "m2sa/models/sam/sam_config.h"
+#include "m2sa/nn/attention.h"
 #include "m2sa/nn/lora.h"
 
 namespace m2sa::m2sa_model {
@@ -37,6 +39,8 @@ struct M2SASettings {
   bool use_mm_start_end = true;
   int64_t model_max_length = 2048;
   nn::LoraConfig lora;
+  // How every attention of the model computes (SAM, CLIP, LLaMA): fused SDPA, or the reference's arithmetic.
+  nn::AttentionMode attention = nn::AttentionMode::kSdpa;
 
   json to_json() const;
 };

@@ -186,6 +186,8 @@ class M2SAForCausalLMImpl : public torch::nn::Module {
   void train(bool on = true) override;
 
   const M2SAConfig& config() const { return config_; }
+  // Every entry point above computes its attention in this mode (config m2sa.attention; `--attention`).
+  void set_attention_mode(nn::AttentionMode mode) { config_.m2sa.attention = mode; }
   c10::Device device() const;
   at::ScalarType dtype() const;  // of the LLM weights (the whole model is cast together)
 

@@ -1,4 +1,4 @@
-#include "m2sa/train/communicator.h"
+#include "m2sa/dist/communicator.h"
 
 #include <ATen/ATen.h>
 #include <spdlog/spdlog.h>
@@ -14,20 +14,23 @@
 
 #if defined(USE_C10D_GLOO) && __has_include(<gloo/config.h>)
 #define M2SA_HAVE_GLOO 1
+#include <torch/csrc/distributed/c10d/HashStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #endif
 #if defined(M2SA_WITH_NCCL) && defined(USE_C10D_NCCL)
 #define M2SA_HAVE_NCCL 1
+#include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #ifndef M2SA_HAVE_GLOO
+#include <torch/csrc/distributed/c10d/HashStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #endif
 #endif
 
-namespace m2sa::train {
+namespace m2sa::dist {
 
 // ---------------------------------------------------------------------------------------------- environment
 
@@ -336,6 +339,8 @@ bool is_loopback(const std::string& addr) {
 }
 
 c10::intrusive_ptr<c10d::Store> make_store(const DistEnv& env, std::chrono::milliseconds timeout) {
+  // A process group of one rank (asked for explicitly, e.g. to check NCCL on one GPU) needs no rendezvous.
+  if (env.world_size == 1) return c10::make_intrusive<c10d::HashStore>();
   c10d::TCPStoreOptions so;
   so.port = static_cast<std::uint16_t>(env.master_port);
   so.isServer = env.rank == 0;
@@ -373,7 +378,8 @@ bool nccl_available() {
 std::unique_ptr<Communicator> make_communicator(const DistEnv& env, const CommOptions& options) {
   M2SA_CHECK(env.world_size >= 1 && env.rank >= 0 && env.rank < env.world_size, "distributed: rank ", env.rank,
              " is not in a world of ", env.world_size);
-  if (env.world_size == 1) return make_local_communicator();
+  // One rank needs no process group; an explicit backend still gets one (a check of NCCL or Gloo on one device).
+  if (env.world_size == 1 && options.backend == "auto") return make_local_communicator();
   M2SA_CHECK(options.timeout_s > 0, "distributed: collective timeout must be positive, got ", options.timeout_s);
   std::string backend = options.backend;
   if (backend == "auto") backend = options.device.is_cuda() ? "nccl" : "gloo";
@@ -411,6 +417,14 @@ std::unique_ptr<Communicator> make_communicator(const DistEnv& env, const CommOp
   }
 #ifdef M2SA_HAVE_NCCL
   M2SA_CHECK(options.device.is_cuda(), "distributed: nccl needs a CUDA device, got ", options.device);
+  const int gpus = c10::cuda::device_count();
+  M2SA_CHECK(gpus > 0, "distributed: nccl needs a CUDA GPU, but none is visible to rank ", env.rank,
+             " (this LibTorch has CUDA, the machine has no usable GPU or driver; CUDA_VISIBLE_DEVICES=",
+             env_string("CUDA_VISIBLE_DEVICES").value_or("<unset>"), "); use \"gloo\" on the CPU");
+  const int gpu = options.device.has_index() ? options.device.index() : env.local_rank;
+  M2SA_CHECK(gpu < gpus, "distributed: rank ", env.rank, " wants GPU ", gpu, " but only ", gpus, " are visible");
+  // Before any CUDA work: otherwise every rank creates a context on GPU 0.
+  c10::cuda::set_device(static_cast<c10::DeviceIndex>(gpu));
   // Without asynchronous error handling a dead peer leaves NCCL kernels spinning forever; with it, the
   // watchdog aborts the communicator after the timeout and wait() throws.
   ::setenv("NCCL_ASYNC_ERROR_HANDLING", "1", 0);        // LibTorch < 2.2
@@ -432,4 +446,4 @@ std::unique_ptr<Communicator> make_communicator(const DistEnv& env, const CommOp
 #endif
 }
 
-}  // namespace m2sa::train
+}  // namespace m2sa::dist

@@ -1,4 +1,4 @@
-#include "m2sa/train/launcher.h"
+#include "m2sa/dist/launcher.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -23,7 +23,7 @@
 
 extern char** environ;
 
-namespace m2sa::train {
+namespace m2sa::dist {
 
 int find_free_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -282,4 +282,4 @@ int launch_local(int nproc, const LaunchOptions& options) {
   return result;
 }
 
-}  // namespace m2sa::train
+}  // namespace m2sa::dist

@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-namespace m2sa::train {
+namespace m2sa::dist {
 
 // The torchrun-style environment. With WORLD_SIZE unset (or 1) the process is a single rank.
 struct DistEnv {
@@ -91,4 +91,4 @@ std::unique_ptr<Communicator> make_communicator(const DistEnv& env, const CommOp
 bool gloo_available();
 bool nccl_available();
 
-}  // namespace m2sa::train
+}  // namespace m2sa::dist

@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-namespace m2sa::train {
+namespace m2sa::dist {
 
 struct LaunchOptions {
   // Arguments after argv[0] for every child (the executable is this process's own, /proc/self/exe).
@@ -37,4 +37,4 @@ int find_free_port();
 // True in a process started by launch_local() (M2SA_LAUNCHED is set).
 bool launched_by_local_launcher();
 
-}  // namespace m2sa::train
+}  // namespace m2sa::dist
