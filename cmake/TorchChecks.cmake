@@ -74,4 +74,17 @@ if(M2SA_WITH_NCCL AND NOT M2SA_TORCH_HAS_NCCL)
     "group (its torch_cuda target does not define USE_C10D_NCCL; a CPU build has no torch_cuda at all). Use a "
     "CUDA LibTorch or configure with -DM2SA_WITH_NCCL=OFF.")
 endif()
+# ProcessGroupNCCL.hpp includes <nccl.h>, which the torch wheel keeps in its nvidia-nccl wheel (site-packages/
+# nvidia/nccl/include), off the include path that TorchConfig exports.
+unset(M2SA_NCCL_INCLUDE_DIR)
+if(M2SA_WITH_NCCL)
+  find_path(M2SA_NCCL_INCLUDE_DIR nccl.h
+    HINTS "${TORCH_INSTALL_PREFIX}/../nvidia/nccl/include" ${CUDA_TOOLKIT_ROOT_DIR}/include ${CUDAToolkit_INCLUDE_DIRS}
+    NO_CACHE)
+  if(NOT M2SA_NCCL_INCLUDE_DIR)
+    message(FATAL_ERROR "M2SA_WITH_NCCL=ON, but nccl.h was not found (looked beside the torch wheel in "
+      "${TORCH_INSTALL_PREFIX}/../nvidia/nccl/include and in the CUDA toolkit). Install the nvidia-nccl wheel that "
+      "torch depends on, or configure with -DM2SA_WITH_NCCL=OFF.")
+  endif()
+endif()
 set(M2SA_WITH_CUDA ${CAFFE2_USE_CUDA})

@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# Installs every build and test dependency of m2sa from Debian 12's archive.
-# Idempotent and non-interactive; used by the README, .ci/run and scripts/demo.sh.
+# Installs every build and test dependency of m2sa; used by the README, .ci/run (through scripts/test.sh) and
+# scripts/demo.sh. Idempotent and non-interactive.
+#   1. Debian 12 packages: compilers and build tools, OpenCV, the header-only libraries, GoogleTest, Gloo headers.
+#   2. LibTorch: the PyPI wheel torch==2.11.0 (CUDA 13.0, the LibTorch of the GPU machines) in a project-local
+#      virtual environment, .venv/ (M2SA_VENV overrides), plus the CUDA compiler wheels that the wheel's CMake
+#      config needs to configure (nvcc; nothing runs on a GPU here). pip keeps the downloads in its cache, so a
+#      second checkout installs without downloading again.
+# scripts/torch-cmake-args.sh prints the CMake arguments that point a build at this LibTorch.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 PKGS=(
   build-essential cmake ninja-build ccache lld pkg-config git
-  libtorch-dev            # LibTorch 1.13.1 (CPU)
-  libgloo-dev             # c10d Gloo headers that libtorch-dev does not pull in
-  libopenblas0-openmp     # the default netlib BLAS makes fp32 GEMM 25-50x slower
+  python3 python3-venv    # the virtual environment that holds the torch wheel
+  libgloo-dev             # c10d Gloo headers (the wheel ships c10d's headers but not gloo's)
   libopencv-dev
-  nlohmann-json3-dev libcli11-dev libspdlog-dev libgtest-dev
+  nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libgtest-dev
 )
 
 missing=()
@@ -17,14 +23,36 @@ for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "setup-deps: all ${#PKGS[@]} packages already installed"
-  exit 0
+  echo "setup-deps: all ${#PKGS[@]} Debian packages already installed"
+else
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  echo "setup-deps: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-echo "setup-deps: installing ${missing[*]}"
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# ---- LibTorch from PyPI ----
+# The torch wheel's CMake config enables the CUDA language (FindCUDA + nvcc) even to build host-only code, so the
+# CUDA compiler comes from NVIDIA's PyPI wheels at the versions of the CUDA 13.0 that torch 2.11.0+cu130 carries.
+# cuda-toolkit 13.0.2 pins the 13.0 component wheels: nvcc (with crt and nvvm) and cccl (<nv/target>, which
+# cuda_fp16.h includes and the c10d NCCL headers reach).
+TORCH_REQS=(torch==2.11.0 "cuda-toolkit[nvcc,cccl]==13.0.2")
+VENV=${M2SA_VENV:-.venv}
+stamp="$VENV/.m2sa-torch-reqs"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "${TORCH_REQS[*]}" ] && [ -x "$VENV/bin/python" ]; then
+  echo "setup-deps: torch already installed in $VENV ($(cat "$stamp"))"
+else
+  PY=python3
+  if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null; then PY=/usr/bin/python3; fi
+  [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+  echo "setup-deps: installing ${TORCH_REQS[*]} into $VENV"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --progress-bar off "${TORCH_REQS[@]}"
+  echo "${TORCH_REQS[*]}" > "$stamp"
+fi
+# FindCUDA looks for lib64/ and an unversioned libcudart.so under the toolkit root; the wheels have neither.
+cuda_root=$("$VENV/bin/python" -c 'import nvidia, os; print(os.path.join(nvidia.__path__[0], "cu13"))')
+[ -e "$cuda_root/lib64" ] || ln -s lib "$cuda_root/lib64"
+[ -e "$cuda_root/lib/libcudart.so" ] || ln -s libcudart.so.13 "$cuda_root/lib/libcudart.so"
 echo "setup-deps: done"
