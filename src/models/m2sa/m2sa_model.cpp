@@ -140,7 +140,7 @@ at::Tensor M2SAForCausalLMImpl::multimodal_embeddings(const at::Tensor& input_id
 at::Tensor M2SAForCausalLMImpl::project_seg(const at::Tensor& hidden) const { return text_hidden_fcs->forward(hidden); }
 
 at::Tensor M2SAForCausalLMImpl::decode_masks(const at::Tensor& prompts, const SamFeatures& features, int64_t index,
-                                             ImageSize resized, ImageSize original) const {
+                                             ImageSize resized, ImageSize original, at::Tensor* low_res_masks) const {
   nn::AttentionModeGuard attention_mode(config_.m2sa.attention);
   const int64_t out_dim = config_.m2sa.out_dim;
   M2SA_CHECK(prompts.defined() && prompts.dim() == 2 && prompts.size(1) == out_dim,
@@ -151,8 +151,13 @@ at::Tensor M2SAForCausalLMImpl::decode_masks(const at::Tensor& prompts, const Sa
   M2SA_CHECK(original[0] > 0 && original[1] > 0, "M2SA mask decoding: original size (", original[0], ", ",
              original[1], ") must be positive");
   const int64_t n = prompts.size(0);
-  if (n == 0)
+  if (n == 0) {
+    if (low_res_masks != nullptr) {
+      const int64_t side = config_.sam.low_res_size();
+      *low_res_masks = at::zeros({0, 1, side, side}, features.neck.options());
+    }
     return at::zeros({0, original[0], original[1]}, at::TensorOptions().dtype(at::kFloat).device(features.neck.device()));
+  }
   const auto& pe = visual_model->prompt_encoder;
   sam::PromptEmbeddings p = pe->text_prompt(prompts.unsqueeze(1));  // sparse [n, 1, C], dense [n, C, g, g]
   std::optional<at::Tensor> early;
@@ -160,6 +165,7 @@ at::Tensor M2SAForCausalLMImpl::decode_masks(const at::Tensor& prompts, const Sa
   sam::DecoderOutput d = visual_model->mask_decoder->forward(features.neck.slice(0, index, index + 1), early,
                                                              pe->get_dense_pe(), p.sparse.to(prompts.scalar_type()),
                                                              p.dense, /*multimask_output=*/false);
+  if (low_res_masks != nullptr) *low_res_masks = d.masks;  // [n, 1, 4g, 4g]
   at::Tensor masks = visual_model->postprocess_masks(d.masks, {resized[0], resized[1]}, {original[0], original[1]});
   return masks.select(1, 0);  // [n, H, W] fp32
 }
@@ -259,9 +265,12 @@ ForwardOutput M2SAForCausalLMImpl::forward(const M2SABatch& batch, const Forward
     const auto k = static_cast<std::size_t>(i);
     at::Tensor prompts = project_seg(states[k]);  // [n_i, out_dim]
     out.seg_embeddings.push_back(prompts);
-    if (options.compute_masks)
+    if (options.compute_masks) {
+      at::Tensor low_res;
       out.pred_masks.push_back(
-          decode_masks(prompts, sam, i, batch.images.resized_hw[k], batch.images.original_hw[k]));
+          decode_masks(prompts, sam, i, batch.images.resized_hw[k], batch.images.original_hw[k], &low_res));
+      out.low_res_masks.push_back(low_res);
+    }
   }
   return out;
 }

@@ -98,6 +98,8 @@ struct ForwardOutput {
   std::vector<at::Tensor> seg_embeddings;  // per image [n_i, out_dim] (after text_hidden_fcs)
   std::vector<at::Tensor> pred_masks;      // per image fp32 [n_i, H_i, W_i] mask logits at the original size
                                            // (empty vector with compute_masks = false)
+  std::vector<at::Tensor> low_res_masks;   // per image [n_i, 1, 4g, 4g] mask decoder output before postprocessing
+                                           // (model dtype; empty vector with compute_masks = false)
 };
 
 // ---- generation ----
@@ -168,8 +170,9 @@ class M2SAForCausalLMImpl : public torch::nn::Module {
   at::Tensor project_seg(const at::Tensor& hidden) const;
   // One image's masks: prompts [n, out_dim] (n may be 0) and image `index` of `features` -> fp32 [n, H, W] logits
   // (prompt encoder text path, dense = no_mask_embed, multimask_output = false, postprocess to `original`).
+  // low_res_masks (optional): receives the decoder output [n, 1, 4g, 4g] before postprocessing.
   at::Tensor decode_masks(const at::Tensor& prompts, const SamFeatures& features, int64_t index, ImageSize resized,
-                          ImageSize original) const;
+                          ImageSize original, at::Tensor* low_res_masks = nullptr) const;
 
   // ---- the two paths ----
   // Teacher-forced forward (training, and the reference's validation): logits at the supervised positions,
