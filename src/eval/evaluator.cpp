@@ -315,14 +315,10 @@ class Evaluator {
 
   void score_teacher_forced_batch(const std::vector<Item>& items, data::M2SATrainBatch& batch,
                                   std::vector<Entry>& entries) {
-    m2sa_model::M2SABatch inputs = batch.inputs;
-    inputs.labels = at::Tensor();  // validate(): a mask-only forward, no LM loss
-    m2sa_model::ForwardOptions fo;
-    fo.compute_masks = true;
     const m2sa_model::ForwardOutput out = with_context(
         "evaluating " + dataset_.name() + " (teacher-forced forward of " + std::to_string(items.size()) + " images, " +
             items.front().sample.source + " ...)",
-        [&] { return model_->forward(inputs, fo); });
+        [&] { return teacher_forced_forward(*model_, batch.inputs); });
     M2SA_CHECK(out.pred_masks.size() == items.size(), "evaluator: the forward returned ", out.pred_masks.size(),
                " mask sets for ", items.size(), " images");
     for (std::size_t i = 0; i < items.size(); ++i) {
@@ -450,6 +446,16 @@ std::vector<int64_t> generation_prompt_ids(const Tokenizer& tokenizer, const std
   if (p != std::string::npos) question.erase(p, std::strlen(kImagePrefix));
   const std::string prompt = render_generation_prompt(question, ConvTemplate::kLlavaV1, config.m2sa.use_mm_start_end);
   return tokenizer_image_token(tokenizer, prompt);
+}
+
+m2sa_model::ForwardOutput teacher_forced_forward(const m2sa_model::M2SAForCausalLMImpl& model,
+                                                 const m2sa_model::M2SABatch& batch) {
+  at::NoGradGuard no_grad;
+  m2sa_model::M2SABatch inputs = batch;
+  inputs.labels = at::Tensor();  // validate(): a mask-only forward, no LM loss
+  m2sa_model::ForwardOptions fo;
+  fo.compute_masks = true;
+  return model.forward(inputs, fo);
 }
 
 SegMeter evaluate(const m2sa_model::M2SAForCausalLM& model, const Tokenizer& tokenizer,

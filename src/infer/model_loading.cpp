@@ -46,6 +46,22 @@ void check_tokenizer(const Tokenizer& tok, const M2SAConfig& c, const std::strin
              " tokens, more than the model's vocab_size ", c.vocab_size());
 }
 
+M2SAForCausalLM load_merged_model(M2SAConfig config, const WeightStore& weights, const WeightStore& clip,
+                                  const LoadModelOptions& options, std::vector<std::string>& log) {
+  if (options.attention) config.m2sa.attention = *options.attention;
+  M2SAForCausalLM model{nullptr};
+  {
+    nn::ShapeOnlyScope shape_only;
+    model = M2SAForCausalLM(config);
+  }
+  m2sa_model::allocate_shape_only(*model, options.dtype, options.device);
+  log.push_back("weights " + weights.description() + ": " + m2sa_model::load_merged_weights(*model, weights).summary());
+  log.push_back("CLIP " + clip.description() + ": " + m2sa_model::load_clip_weights(*model, clip).summary());
+  model->to(options.device, options.dtype);
+  model->train(!options.eval);
+  return model;
+}
+
 LoadedModel load_model(const ModelSource& src, const LoadModelOptions& options) {
   const bool from_dir = !src.model_dir.empty(), from_peft = !src.peft.empty();
   const bool from_start = !src.sam.empty() || !src.llava_dir.empty();
@@ -123,29 +139,26 @@ LoadedModel load_model(const ModelSource& src, const LoadModelOptions& options) 
                   std::to_string(r.vocab_rows_added) + " new vocabulary rows)");
     log.push_back("CLIP " + clip_dir.string() + ": " + r.clip.summary());
     model->to(options.device, options.dtype);
+  } else if (from_dir) {
+    const WeightStore store = open_store(src.model_dir, "model directory");
+    if (lisa_layout) log.push_back(src.model_dir.string() + ": no mask_decoder.compress_vit in the checkpoint: "
+                                   "LISA layout (SAM ViT-H without M2SA's early-layer fusion)");
+    const WeightStore clip = open_store(clip_dir, "CLIP folder");
+    model = load_merged_model(config, store, clip, options, log);
   } else {
     {
       nn::ShapeOnlyScope shape_only;
       model = M2SAForCausalLM(config);
-      if (from_peft) nn::apply_lora(*model, config.m2sa.lora);
+      nn::apply_lora(*model, config.m2sa.lora);
     }
     m2sa_model::allocate_shape_only(*model, options.dtype, options.device);
-    if (from_dir) {
-      const WeightStore store = open_store(src.model_dir, "model directory");
-      if (lisa_layout) log.push_back(src.model_dir.string() + ": no mask_decoder.compress_vit in the checkpoint: "
-                                     "LISA layout (SAM ViT-H without M2SA's early-layer fusion)");
-      log.push_back("weights " + src.model_dir.string() + ": " + m2sa_model::load_merged_weights(*model, store).summary());
+    const WeightStore store = open_store(src.peft, "PEFT state dict");
+    const bool separate_clip = !clip_dir.empty();
+    log.push_back("PEFT " + src.peft.string() + ": " +
+                  m2sa_model::load_peft_weights(*model, store, /*includes_vision_tower=*/!separate_clip).summary());
+    if (separate_clip) {
       const WeightStore clip = open_store(clip_dir, "CLIP folder");
       log.push_back("CLIP " + clip_dir.string() + ": " + m2sa_model::load_clip_weights(*model, clip).summary());
-    } else {
-      const WeightStore store = open_store(src.peft, "PEFT state dict");
-      const bool separate_clip = !clip_dir.empty();
-      log.push_back("PEFT " + src.peft.string() + ": " +
-                    m2sa_model::load_peft_weights(*model, store, /*includes_vision_tower=*/!separate_clip).summary());
-      if (separate_clip) {
-        const WeightStore clip = open_store(clip_dir, "CLIP folder");
-        log.push_back("CLIP " + clip_dir.string() + ": " + m2sa_model::load_clip_weights(*model, clip).summary());
-      }
     }
   }
   if (trainable) {

@@ -30,6 +30,18 @@ LossParts m2sa_objective(const m2sa_model::ForwardOutput& out, const std::vector
   return m2sa_loss(supervised_cross_entropy(out), out.pred_masks, gt, weights);
 }
 
+MicroBatchResult micro_batch_objective(const m2sa_model::M2SAForCausalLMImpl& model, const m2sa_model::M2SABatch& inputs,
+                                       const std::vector<at::Tensor>& gt_masks, const LossWeights& weights,
+                                       const c10::Device& device) {
+  m2sa_model::M2SABatch x = inputs;
+  for (at::Tensor* t : {&x.images.sam_images, &x.images.clip_images, &x.input_ids, &x.attention_mask, &x.labels})
+    if (t->defined()) *t = t->to(device);
+  MicroBatchResult r;
+  r.output = model.forward(x);
+  r.losses = m2sa_objective(r.output, gt_masks, weights);
+  return r;
+}
+
 ForwardResult to_forward_result(const LossParts& parts) {
   ForwardResult r;
   r.loss = parts.loss;

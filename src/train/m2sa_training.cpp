@@ -306,19 +306,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-m2sa_model::M2SABatch to_device(const m2sa_model::M2SABatch& b, const c10::Device& device) {
-  m2sa_model::M2SABatch o = b;
-  auto move = [&](at::Tensor& t) {
-    if (t.defined()) t = t.to(device);
-  };
-  move(o.images.sam_images);
-  move(o.images.clip_images);
-  move(o.input_ids);
-  move(o.attention_mask);
-  move(o.labels);
-  return o;
-}
-
 class M2SATask {
  public:
   M2SATask(const TrainingRunConfig& config, TrainingModel& tm, data::TrainingMix& mix,
@@ -378,8 +365,7 @@ class M2SATask {
 
   ForwardResult forward(const Batch& b) {
     const auto& batch = std::any_cast<const std::shared_ptr<data::M2SATrainBatch>&>(b.data);
-    const m2sa_model::ForwardOutput out = model_->forward(to_device(batch->inputs, device_));
-    return to_forward_result(m2sa_objective(out, batch->gt_masks, config_.loss));
+    return to_forward_result(micro_batch_objective(*model_, batch->inputs, batch->gt_masks, config_.loss, device_).losses);
   }
 
   std::map<std::string, double> validate(const StepInfo&, dist::Communicator& comm) {

@@ -79,6 +79,12 @@ SegMeter evaluate(const m2sa_model::M2SAForCausalLM& model, const Tokenizer& tok
                   const data::EvalDataset& dataset, const EvaluateOptions& options,
                   dist::Communicator* comm = nullptr);
 
+// The teacher-forced forward of `--mode teacher-forced` (the reference's validate(), model_forward with
+// inference=True): the batch's conversations with their [SEG]s, no labels (no LM logits), masks at the original size.
+// Runs without autograd. The evaluator scores `pred_masks[i] > 0` of each image.
+m2sa_model::ForwardOutput teacher_forced_forward(const m2sa_model::M2SAForCausalLMImpl& model,
+                                                 const m2sa_model::M2SABatch& batch);
+
 // The generation prompt the evaluator uses for a dataset question ("<image>\n" stripped from the user turn, then
 // chat.py's rendering), as token ids with one -200.
 std::vector<int64_t> generation_prompt_ids(const Tokenizer& tokenizer, const std::string& user_turn,

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "m2sa/io/weight_store.h"
 #include "m2sa/nn/attention.h"
 #include "m2sa/models/m2sa/m2sa_model.h"
 #include "m2sa/text/tokenizer.h"
@@ -52,6 +53,14 @@ struct LoadedModel {
 // Errors name the source that failed and why (missing files, missing / unexpected / mis-shaped keys, a tokenizer
 // that does not fit the model).
 LoadedModel load_model(const ModelSource& source, const LoadModelOptions& options = {});
+
+// The weights step of load_model for a merged folder: a shape-only model of `config` (options.attention applied)
+// allocated in options.dtype on options.device, filled strictly from `weights` (the merged M2SA names,
+// load_merged_weights) and `clip` (an HF CLIP folder, load_clip_weights), in eval() / train() mode as options.eval
+// says. One line per store goes to `log`. load_model calls it after opening the folders and checking the tokenizer.
+m2sa_model::M2SAForCausalLM load_merged_model(m2sa_model::M2SAConfig config, const WeightStore& weights,
+                                              const WeightStore& clip, const LoadModelOptions& options,
+                                              std::vector<std::string>& log);
 
 // The tokenizer checks alone: [SEG] / <im_start> / <im_end> ids equal the config's and the tokenizer fits the
 // vocabulary. `where` names the tokenizer in messages.

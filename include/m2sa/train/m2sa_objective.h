@@ -10,6 +10,7 @@
 // with CE 1.0, BCE 2.0, DICE 0.5 (MMR:train_ds.py:84-86, inherited from LISA): set
 // {"ce_loss_weight": 1.0, "bce_loss_weight": 2.0, "dice_loss_weight": 0.5} to reproduce the released training.
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include <vector>
 
@@ -29,5 +30,17 @@ LossParts m2sa_objective(const m2sa_model::ForwardOutput& out, const std::vector
 
 // The trainer's view: loss plus the logged parts ce, mask_bce, mask_dice, mask.
 ForwardResult to_forward_result(const LossParts& parts);
+
+// What `m2sa train` computes for one micro-batch (M2SATask::forward in m2sa_training.cpp): the model inputs moved to
+// `device`, the teacher-forced forward with labels, then m2sa_objective against gt_masks (per image, in [SEG] order;
+// data::M2SATrainBatch holds both). The forward output is returned too ([SEG] prompts, low-res and full-size
+// masks), for tests and diagnostics.
+struct MicroBatchResult {
+  m2sa_model::ForwardOutput output;
+  LossParts losses;
+};
+MicroBatchResult micro_batch_objective(const m2sa_model::M2SAForCausalLMImpl& model, const m2sa_model::M2SABatch& inputs,
+                                       const std::vector<at::Tensor>& gt_masks, const LossWeights& weights,
+                                       const c10::Device& device);
 
 }  // namespace m2sa::train
