@@ -53,6 +53,10 @@ M2SAConfig config_from_sidecar(const test::ModelFixture& fx) {
              ": image_token_index differs from LLaVA's IMAGE_TOKEN_INDEX");
   // SAM's LayerNorms use 1e-6 in the image encoder and LayerNorm2d, as the reference hard-codes.
   M2SA_CHECK(s.at("layer_norm_eps").get<double>() == 1e-6, where, ": sam.layer_norm_eps is not SAM's 1e-6");
+  // MMR's image encoder taps the output of every global block and M2SA.py keeps the first (early_embeddings[0]).
+  const auto globals = s.at("global_attn_indexes").get<std::vector<int64_t>>();
+  M2SA_CHECK(!globals.empty() && s.at("early_layer").get<int64_t>() == globals.front(), where,
+             ": sam.early_layer must be the first global block, the one M2SA.py fuses");
   const std::string dec = std::string(kSam) + "mask_decoder.";
   const int64_t out_chans = s.at("out_chans").get<int64_t>();
   const int64_t cross_dim = fx.shape(dec + "transformer.layers.0.cross_attn_token_to_image.q_proj.weight")[0];
