@@ -366,7 +366,7 @@ int run_eval(const EvalArgs& a) {
   return 0;
 }
 
-Registrar reg({"eval", "Score a model on evaluation splits (gIoU / cIoU, teacher-forced or generate; JSON reports)",
+Registrar register_eval({"eval", "Score a model on evaluation splits (gIoU / cIoU, teacher-forced or generate; JSON reports)",
                [](CLI::App& app) {
                  auto a = std::make_shared<EvalArgs>();
                  app.add_option("--config", a->config, "training config: defaults --model to <run_dir>/model and "

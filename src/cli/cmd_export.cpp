@@ -44,7 +44,7 @@ int run_export(const ExportArgs& a) {
   return 0;
 }
 
-Registrar reg({"export", "Write a model in the merged Hugging Face layout (shards + index + config + tokenizer)",
+Registrar register_export({"export", "Write a model in the merged Hugging Face layout (shards + index + config + tokenizer)",
                [](CLI::App& app) {
                  auto a = std::make_shared<ExportArgs>();
                  app.add_option("--out", a->out, "output model directory (written atomically)")->required();

@@ -315,7 +315,7 @@ int run_infer(InferArgs a) {
   return run_single(s);
 }
 
-Registrar reg({"infer", "Answer a question about an image and segment every [SEG] target (greedy decoding, KV cache)",
+Registrar register_infer({"infer", "Answer a question about an image and segment every [SEG] target (greedy decoding, KV cache)",
                [](CLI::App& app) {
                  auto a = std::make_shared<InferArgs>();
                  app.add_option("image", a->image, "image file (PNG, JPEG, ...)");

@@ -29,7 +29,7 @@ int print(const std::vector<TensorInfo>& tensors, bool as_json) {
   return 0;
 }
 
-Registrar reg({"inspect", "List the tensors of a checkpoint, or the parameters a config's model expects",
+Registrar register_inspect({"inspect", "List the tensors of a checkpoint, or the parameters a config's model expects",
                [](CLI::App& app) {
                  auto path = std::make_shared<std::string>();
                  auto config = std::make_shared<std::string>();

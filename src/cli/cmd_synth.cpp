@@ -14,7 +14,7 @@
 namespace m2sa::cli {
 namespace {
 
-Registrar reg({"synth", "Write a synthetic MMR-format dataset (images, MMR / PACO / LLaVA JSON) for tests and demos",
+Registrar register_synth({"synth", "Write a synthetic MMR-format dataset (images, MMR / PACO / LLaVA JSON) for tests and demos",
                [](CLI::App& app) {
                  auto out = std::make_shared<std::string>();
                  auto o = std::make_shared<data::SynthOptions>();

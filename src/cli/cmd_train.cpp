@@ -55,7 +55,7 @@ int run_train(const TrainArgs& a) {
   return 0;
 }
 
-Registrar reg({"train", "Train M2SA from a training config (single process, --nproc N local ranks, or torchrun-style)",
+Registrar register_train({"train", "Train M2SA from a training config (single process, --nproc N local ranks, or torchrun-style)",
                [](CLI::App& app) {
                  auto a = std::make_shared<TrainArgs>();
                  app.add_option("--config", a->config, "training config JSON (e.g. configs/train/tiny-synth.json)")

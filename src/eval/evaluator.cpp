@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "m2sa/core/error.h"
+#include "m2sa/core/stopwatch.h"
 #include "m2sa/data/collate.h"
 #include "m2sa/eval/iou.h"
 #include "m2sa/text/conversation.h"
@@ -23,10 +24,6 @@
 namespace m2sa::eval {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 constexpr const char* kSegText = "[SEG]";
 constexpr const char* kImagePrefix = "<image>\n";

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "m2sa/core/error.h"
+#include "m2sa/core/stopwatch.h"
 #include "m2sa/infer/model_loading.h"
 #include "m2sa/text/conversation.h"
 #include "m2sa/text/prompt_encoding.h"
@@ -23,11 +24,8 @@ namespace m2sa::infer {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using m2sa_model::ImageBatch;
 using m2sa_model::SamFeatures;
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 // Waits for the device so that stage timings mean something on CUDA.
 void sync_device(const at::Tensor& t) {

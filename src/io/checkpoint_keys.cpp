@@ -1,10 +1,8 @@
 #include "m2sa/io/checkpoint_keys.h"
 
-namespace m2sa {
+#include "m2sa/core/strings.h"
 
-namespace {
-bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
-}  // namespace
+namespace m2sa {
 
 std::optional<std::string> KeyRules::apply(const std::string& key) const {
   for (const auto& pattern : ignore)

@@ -1,6 +1,7 @@
 #include "m2sa/text/conversation.h"
 
 #include "m2sa/core/error.h"
+#include "m2sa/core/strings.h"
 
 namespace m2sa {
 
@@ -10,15 +11,6 @@ constexpr const char* kLlavaLlama2System =
     "You are a helpful language and vision assistant. "
     "You are able to understand the visual content that the user provides, "
     "and assist the user with a variety of tasks using natural language.";
-
-std::string replace_all(std::string s, const std::string& from, const std::string& to) {
-  std::size_t pos = 0;
-  while ((pos = s.find(from, pos)) != std::string::npos) {
-    s.replace(pos, from.size(), to);
-    pos += to.size();
-  }
-  return s;
-}
 
 // SeparatorStyle.TWO (conversation.py get_prompt).
 std::string render_two(const Dialog& dialog) {

@@ -10,6 +10,7 @@
 
 #include "m2sa/core/atomic_file.h"
 #include "m2sa/core/error.h"
+#include "m2sa/core/strings.h"
 #include "m2sa/core/json_reader.h"
 #include "m2sa/text/sentencepiece_bpe.h"
 
@@ -87,19 +88,6 @@ std::string python_rstrip(const std::string& s) {
     i += n;
   }
   return s.substr(0, end);
-}
-
-bool starts_with(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
-}
-
-std::string replace_all(std::string s, std::string_view from, std::string_view to) {
-  std::size_t pos = 0;
-  while ((pos = s.find(from, pos)) != std::string::npos) {
-    s.replace(pos, from.size(), to);
-    pos += to.size();
-  }
-  return s;
 }
 
 std::string read_file_bytes(const fs::path& path) {
