@@ -3,7 +3,9 @@
 # (unit + parity, then the `long` end-to-end tests). Pass `-L unit` or `-R Parity` etc. to select.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+t0=$(date +%s)
 bash scripts/setup-deps.sh
+echo "setup: $(( $(date +%s) - t0 )) s"
 bash scripts/build.sh
 export GLIBC_TUNABLES=${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}
 start=$(date +%s)

@@ -25,6 +25,40 @@ fs::path fixture(const std::string& name) {
   return p;
 }
 
+c10::Device device() {
+  static const c10::Device d = [] {
+    const char* v = std::getenv("M2SA_TEST_DEVICE");
+    const std::string name = v && *v ? v : "cpu";
+    try {
+      const c10::Device parsed(name);
+      if (parsed.is_cuda() && !at::hasCUDA())
+        throw std::runtime_error("this LibTorch or this machine has no CUDA");
+      if (!parsed.is_cpu() && !parsed.is_cuda()) throw std::runtime_error("expected cpu, cuda or cuda:N");
+      return parsed;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "M2SA_TEST_DEVICE=\"%s\": %s\n", name.c_str(), e.what());
+      std::exit(2);
+    }
+  }();
+  return d;
+}
+
+namespace {
+
+// Registered before main(): on CUDA, fp32 matmuls and convolutions stay fp32 (cuDNN allows TF32 by default).
+class DeviceEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    if (device().is_cuda()) {
+      at::globalContext().setAllowTF32CuBLAS(false);
+      at::globalContext().setAllowTF32CuDNN(false);
+    }
+  }
+};
+const auto* const device_environment = ::testing::AddGlobalTestEnvironment(new DeviceEnvironment);
+
+}  // namespace
+
 TempDir::TempDir(const std::string& tag) {
   std::random_device rd;
   for (int attempt = 0; attempt < 100; ++attempt) {
@@ -44,7 +78,7 @@ TempDir::~TempDir() {
 
 double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
   if (a.numel() == 0 && b.numel() == 0) return 0.0;
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
+  return (a.to(at::kCPU, at::kDouble) - b.to(at::kCPU, at::kDouble)).abs().max().item<double>();
 }
 
 ::testing::AssertionResult AllClose(const at::Tensor& actual, const at::Tensor& expected, double atol,

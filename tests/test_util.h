@@ -2,6 +2,7 @@
 // Helpers shared by the tests: fixture lookup ($M2SA_FIXTURE_DIR), tolerance checks that report the error,
 // running the CLI, temporary directories.
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 #include <gtest/gtest.h>
 
 #include <exception>
@@ -18,6 +19,11 @@ std::filesystem::path fixture_dir();
 std::filesystem::path fixture(const std::string& name);
 std::filesystem::path repo_root();
 
+// The device the model tests run on: $M2SA_TEST_DEVICE ("cpu", the default; "cuda" or "cuda:N" on a GPU machine,
+// scripts/gpu-check.sh). Fixture readers place weights and inputs there; comparisons move results to the CPU. On
+// CUDA, TF32 is off for cuBLAS and cuDNN in every test, so fp32 parity holds to the fixtures' fp32 tolerances.
+c10::Device device();
+
 // A fresh empty directory under the system temp dir, removed when the object dies.
 class TempDir {
  public:
@@ -30,7 +36,7 @@ class TempDir {
   std::filesystem::path path_;
 };
 
-// max |a - b| (as double; shapes must agree).
+// max |a - b| (as double, on the CPU; shapes must agree).
 double max_abs_diff(const at::Tensor& a, const at::Tensor& b);
 
 // gtest assertion: shapes equal and max abs error <= atol; the message names `what` and the error.

@@ -26,7 +26,7 @@ class ModelFixture {
 
   at::Tensor get(const std::string& name) const {
     if (!reader_.contains(name)) throw std::runtime_error("fixture has no tensor " + name);
-    return reader_.load(name).clone();
+    return reader_.load(name).to(device(), /*non_blocking=*/false, /*copy=*/true);
   }
   bool has(const std::string& name) const { return reader_.contains(name); }
   std::vector<int64_t> shape(const std::string& name) const { return reader_.info(name).shape; }

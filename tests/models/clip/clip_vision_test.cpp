@@ -42,6 +42,7 @@ struct ClipFixture {
     model = ClipVisionModel(config);
     LoadReport report = model->load(fx.weights());
     EXPECT_TRUE(report.missing.empty() && report.unexpected.empty()) << report.summary();
+    model->to(test::device());
     model->eval();
   }
 };

@@ -26,6 +26,7 @@ struct LlamaFixture {
     model = LlamaForCausalLM(config);
     const LoadReport report = model->load(fx.weights());
     EXPECT_TRUE(report.missing.empty() && report.unexpected.empty()) << report.summary();
+    model->to(test::device());
     model->eval();
   }
 

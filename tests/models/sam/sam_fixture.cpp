@@ -78,7 +78,7 @@ SamFixture::SamFixture() {
 
 at::Tensor SamFixture::tensor(const std::string& name) const {
   if (!store_.contains(name)) fail("sam_tiny.safetensors has no tensor '", name, "'");
-  return store_.load(name).clone();
+  return store_.load(name).to(device(), /*non_blocking=*/false, /*copy=*/true);
 }
 
 double SamFixture::atol(const std::string& output) const {
@@ -112,6 +112,7 @@ LoadReport SamFixture::load_into(sam::SamImpl& model) const {
 sam::Sam SamFixture::load_model(const sam::SamConfig& config) const {
   sam::Sam model = sam::build_sam(config);
   load_into(*model);
+  model->to(device());
   return model;
 }
 
