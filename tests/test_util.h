@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "m2sa/core/error.h"
 #include "m2sa/core/json_reader.h"
 
 namespace m2sa::test {
@@ -58,6 +59,18 @@ std::string error_of(Fn&& fn) {
   try {
     fn();
   } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// The message of the m2sa::Error that `fn` throws ("" when it throws none). Any other exception propagates and fails
+// the test: for checks that a bad input is refused by m2sa's own validation, not by a crash further in.
+template <class Fn>
+std::string m2sa_error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
     return e.what();
   }
   return "";

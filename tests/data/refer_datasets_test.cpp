@@ -15,7 +15,7 @@ using nlohmann::json;
 namespace fs = std::filesystem;
 using namespace test::py2;
 
-constexpr int64_t kH = 5, kW = 6;
+constexpr int64_t kMaskH = 5, kMaskW = 6;
 
 test::py2::Py ref(int64_t ref_id, int64_t ann_id, int64_t image_id, const std::string& split,
                   const std::vector<std::string>& sents) {
@@ -38,12 +38,12 @@ test::py2::Py ref(int64_t ref_id, int64_t ann_id, int64_t image_id, const std::s
 
 // Annotation masks: ann 10 = rectangle polygon, ann 11 = compressed RLE list, ann 12 = empty.
 at::Tensor mask10() {
-  at::Tensor m = at::zeros({kH, kW}, at::kByte);
+  at::Tensor m = at::zeros({kMaskH, kMaskW}, at::kByte);
   m.slice(0, 1, 3).slice(1, 1, 4).fill_(1);
   return m;
 }
 at::Tensor mask11() {
-  at::Tensor m = at::zeros({kH, kW}, at::kByte);
+  at::Tensor m = at::zeros({kMaskH, kMaskW}, at::kByte);
   m[4][5] = 1;
   return m;
 }
@@ -52,8 +52,8 @@ struct ReferFixture {
   test::TempDir dir{"m2sa_refer"};
   explicit ReferFixture(int protocol = 0, const std::string& ds = "refcoco", const std::string& by = "unc") {
     const fs::path root = dir.path() / "refer_seg" / ds;
-    json images = json::array({{{"id", 1}, {"file_name", "COCO_train2014_000000000001.jpg"}, {"height", kH}, {"width", kW}},
-                               {{"id", 2}, {"file_name", "COCO_train2014_000000000002.jpg"}, {"height", kH}, {"width", kW}}});
+    json images = json::array({{{"id", 1}, {"file_name", "COCO_train2014_000000000001.jpg"}, {"height", kMaskH}, {"width", kMaskW}},
+                               {{"id", 2}, {"file_name", "COCO_train2014_000000000002.jpg"}, {"height", kMaskH}, {"width", kMaskW}}});
     json anns = json::array(
         {{{"id", 10}, {"image_id", 1}, {"category_id", 1}, {"segmentation", json::parse("[[1,1,4,1,4,3,1,3]]")}},
          {{"id", 11}, {"image_id", 1}, {"category_id", 1},
@@ -67,8 +67,8 @@ struct ReferFixture {
     test::write_text(root / ("refs(" + by + ").p"), Py2Pickler(protocol).dumps(refs));
     const fs::path images_dir =
         ds == "refclef" ? dir.path() / "refer_seg/images/saiapr_tc-12" : dir.path() / "refer_seg/images/mscoco/images/train2014";
-    test::write_solid_image(images_dir / "COCO_train2014_000000000001.jpg", kH, kW);
-    test::write_solid_image(images_dir / "COCO_train2014_000000000002.jpg", kH, kW);
+    test::write_solid_image(images_dir / "COCO_train2014_000000000001.jpg", kMaskH, kMaskW);
+    test::write_solid_image(images_dir / "COCO_train2014_000000000002.jpg", kMaskH, kMaskW);
   }
 };
 

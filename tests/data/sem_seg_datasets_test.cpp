@@ -13,7 +13,7 @@ namespace {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-QuestionLists lists() { return compose_question_lists({"sem_seg", "refer_seg", "vqa", "mmr"}, true); }
+QuestionLists question_lists() { return compose_question_lists({"sem_seg", "refer_seg", "vqa", "mmr"}, true); }
 
 at::Tensor label_from_rows(const std::vector<std::vector<int>>& rows) {
   at::Tensor m = at::zeros({static_cast<int64_t>(rows.size()), static_cast<int64_t>(rows[0].size())}, at::kByte);
@@ -51,7 +51,7 @@ TEST(SemSegDatasets, Ade20kRemapAndMasks) {
   write_image(root / "annotations/training/a.png", stored);
   test::write_solid_image(root / "images/training/b.jpg", 3, 4);
   write_image(root / "annotations/training/b.png", at::zeros({3, 4}, at::kByte));  // nothing labelled
-  auto ds = make_ade20k_dataset(dir.path(), SemSegOptions{}, lists());
+  auto ds = make_ade20k_dataset(dir.path(), SemSegOptions{}, question_lists());
   ASSERT_EQ(ds->size(), 2);
   at::Tensor ids = label_from_rows({{255, 0, 0, 2}, {255, 0, 2, 2}, {3, 3, 255, 255}});
   for (uint64_t seed = 0; seed < 20; ++seed) {
@@ -74,7 +74,7 @@ TEST(SemSegDatasets, Ade20kSamplesAtMostNineClassesOverThreeQuestions) {
   at::Tensor stored = at::arange(1, 13, at::kLong).to(at::kByte).view({3, 4});  // 12 classes present
   test::write_solid_image(root / "images/training/a.jpg", 3, 4);
   write_image(root / "annotations/training/a.png", stored);
-  auto ds = make_ade20k_dataset(dir.path(), SemSegOptions{}, lists());
+  auto ds = make_ade20k_dataset(dir.path(), SemSegOptions{}, question_lists());
   for (uint64_t seed = 0; seed < 20; ++seed) {
     Rng rng(seed);
     Sample s = *ds->get(0, rng);
@@ -91,7 +91,7 @@ TEST(SemSegDatasets, CocoStuffIgnoresDashClassesAndChecksSizes) {
   at::Tensor stored = label_from_rows({{0, 1, 2}, {1, 1, 255}});
   write_image(dir.path() / "cocostuff/train2017/x.png", stored);
   test::write_solid_image(dir.path() / "coco/train2017/x.jpg", 2, 3);
-  auto ds = make_cocostuff_dataset(dir.path(), SemSegOptions{}, lists());
+  auto ds = make_cocostuff_dataset(dir.path(), SemSegOptions{}, question_lists());
   for (uint64_t seed = 0; seed < 10; ++seed) {
     Rng rng(seed);
     Sample s = *ds->get(0, rng);
@@ -100,7 +100,7 @@ TEST(SemSegDatasets, CocoStuffIgnoresDashClassesAndChecksSizes) {
   }
   // The label and the image must have the same size.
   test::write_solid_image(dir.path() / "coco/train2017/x.jpg", 3, 3);
-  auto ds2 = make_cocostuff_dataset(dir.path(), SemSegOptions{}, lists());
+  auto ds2 = make_cocostuff_dataset(dir.path(), SemSegOptions{}, question_lists());
   Rng rng(0);
   const std::string err = test::error_of([&] { ds2->get(0, rng); });
   EXPECT_NE(err.find("label map is 2x3 (h x w) but image"), std::string::npos) << err;
@@ -109,7 +109,7 @@ TEST(SemSegDatasets, CocoStuffIgnoresDashClassesAndChecksSizes) {
   EXPECT_NE(test::error_of([&] { ds2->get(0, rng); }).find("label value 7 (after the remap) has no class"), std::string::npos);
   // A missing class list says where to get it.
   fs::remove(dir.path() / "cocostuff/cocostuff_classes.txt");
-  EXPECT_NE(test::error_of([&] { make_cocostuff_dataset(dir.path(), SemSegOptions{}, lists()); })
+  EXPECT_NE(test::error_of([&] { make_cocostuff_dataset(dir.path(), SemSegOptions{}, question_lists()); })
                 .find("copy configs/datasets/cocostuff_classes.txt"),
             std::string::npos);
 }
@@ -138,7 +138,7 @@ TEST(SemSegDatasets, MapillaryPaletteLabels) {
   test::write_palette_png(root / "training/v2.0/labels/m.png", idx, palette);
   test::write_solid_image(root / "training/images/m.jpg", 2, 3);
   EXPECT_TRUE(at::equal(read_label_png(root / "training/v2.0/labels/m.png", "t"), idx));
-  auto ds = make_mapillary_dataset(dir.path(), SemSegOptions{}, lists());
+  auto ds = make_mapillary_dataset(dir.path(), SemSegOptions{}, question_lists());
   Rng rng(1);
   Sample s = *ds->get(0, rng);
   EXPECT_EQ(s.masks.size(0), 3);
@@ -171,7 +171,7 @@ TEST(SemSegDatasets, PacoLvisPolygonsAndRles) {
                    coco_file({{1, "bottle_(drink)"}, {2, "bottle_(drink):cap_(cover)"}, {3, "mug:handle"}}, anns, h, w,
                              "train2017/000000000007.jpg"));
   test::write_solid_image(dir.path() / "coco/train2017/000000000007.jpg", h, w);
-  auto ds = make_paco_lvis_dataset(dir.path(), SemSegOptions{}, lists());
+  auto ds = make_paco_lvis_dataset(dir.path(), SemSegOptions{}, question_lists());
   ASSERT_EQ(ds->size(), 1);
   at::Tensor m1 = at::zeros({h, w}, at::kByte);
   m1.slice(0, 1, 3).slice(1, 1, 3).fill_(1);
@@ -202,7 +202,7 @@ TEST(SemSegDatasets, PascalPartAndBadAnnotations) {
                            {{"id", 2}, {"image_id", 7}, {"category_id", 1}, {"segmentation", json::parse("[[1,2,3,4]]")}}});
   test::write_json(root / "train.json", coco_file({{1, "dog:head"}}, anns, 4, 4, "2008_000001.jpg"));
   test::write_solid_image(root / "VOCdevkit/VOC2010/JPEGImages/2008_000001.jpg", 4, 4);
-  auto ds = make_pascal_part_dataset(dir.path(), SemSegOptions{}, lists());
+  auto ds = make_pascal_part_dataset(dir.path(), SemSegOptions{}, question_lists());
   Rng rng(0);
   const std::string err = test::error_of([&] { ds->get(0, rng); });
   EXPECT_NE(err.find("train.json: annotation id 2 (image 2008_000001.jpg): polygon 0 has only 4 numbers"), std::string::npos)
@@ -210,18 +210,18 @@ TEST(SemSegDatasets, PascalPartAndBadAnnotations) {
   EXPECT_THROW(ds->get(0, rng), BadEntry);
   // Categories must be "obj:part".
   test::write_json(root / "train.json", coco_file({{1, "dog"}}, anns, 4, 4, "2008_000001.jpg"));
-  EXPECT_NE(test::error_of([&] { make_pascal_part_dataset(dir.path(), SemSegOptions{}, lists()); }).find("is not \"obj:part\""),
+  EXPECT_NE(test::error_of([&] { make_pascal_part_dataset(dir.path(), SemSegOptions{}, question_lists()); }).find("is not \"obj:part\""),
             std::string::npos);
   // An annotation of an unknown image: an error, or skipped and counted.
   anns.push_back({{"id", 3}, {"image_id", 99}, {"category_id", 1}, {"segmentation", json::parse("[[0,0,2,0,2,2]]")}});
   test::write_json(root / "train.json", coco_file({{1, "dog:head"}}, anns, 4, 4, "2008_000001.jpg"));
-  EXPECT_NE(test::error_of([&] { make_pascal_part_dataset(dir.path(), SemSegOptions{}, lists()); })
+  EXPECT_NE(test::error_of([&] { make_pascal_part_dataset(dir.path(), SemSegOptions{}, question_lists()); })
                 .find("annotation id 3 refers to image id 99"),
             std::string::npos);
   SemSegOptions skip;
   skip.skip_bad = true;
   SkipReport report;
-  auto ok = make_pascal_part_dataset(dir.path(), skip, lists(), &report);
+  auto ok = make_pascal_part_dataset(dir.path(), skip, question_lists(), &report);
   EXPECT_EQ(report.count("pascal_part"), 1);
   // The image size in the JSON must match the file.
   test::write_solid_image(root / "VOCdevkit/VOC2010/JPEGImages/2008_000001.jpg", 5, 4);

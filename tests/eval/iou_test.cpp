@@ -7,21 +7,13 @@
 
 #include "eval/text_masks.h"
 #include "m2sa/core/error.h"
+#include "test_util.h"
 
 namespace m2sa::eval {
 namespace {
 
 using test::text_mask;
 using test::text_masks;
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // A literal port of the reference (MMR:utils/utils.py intersectionAndUnionGPU with K=2, ignore_index=255),
 // written with at::histc, to check our counting formulation against the reference's histogram one.
@@ -146,32 +138,32 @@ TEST(Iou, IgnoreMapActsLike255) {
   EXPECT_EQ(uni[1][0].item<int64_t>(), 2);
   EXPECT_EQ(gt_foreground_areas(gt, per_mask), (std::vector<int64_t>{2, 1}));
   EXPECT_EQ(gt_foreground_areas(gt, ign), (std::vector<int64_t>{1, 1}));
-  EXPECT_NE(error_of([&] { intersection_and_union_batch(pred, gt, at::zeros({3, 2}, at::kByte)); })
+  EXPECT_NE(test::m2sa_error_of([&] { intersection_and_union_batch(pred, gt, at::zeros({3, 2}, at::kByte)); })
                 .find("ignore map must be"),
             std::string::npos);
 }
 
 TEST(Iou, BadInputsAreClearErrors) {
   at::Tensor gt = text_mask({"10", "01"});
-  EXPECT_NE(error_of([&] { intersection_and_union(at::zeros({2, 2}), gt); }).find("threshold logits first"),
+  EXPECT_NE(test::m2sa_error_of([&] { intersection_and_union(at::zeros({2, 2}), gt); }).find("threshold logits first"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { intersection_and_union(at::full({2, 2}, 255, at::kByte), gt); }).find("only 0 and 1"),
+  EXPECT_NE(test::m2sa_error_of([&] { intersection_and_union(at::full({2, 2}, 255, at::kByte), gt); }).find("only 0 and 1"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { intersection_and_union(gt, at::full({2, 2}, 2, at::kByte)); }).find("only 0, 1 and 255"),
+  EXPECT_NE(test::m2sa_error_of([&] { intersection_and_union(gt, at::full({2, 2}, 2, at::kByte)); }).find("only 0, 1 and 255"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { intersection_and_union(gt, gt.to(at::kFloat)); }).find("integer tensor"),
+  EXPECT_NE(test::m2sa_error_of([&] { intersection_and_union(gt, gt.to(at::kFloat)); }).find("integer tensor"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { intersection_and_union(at::zeros({2, 3}, at::kByte), gt); }).find("same shape"),
+  EXPECT_NE(test::m2sa_error_of([&] { intersection_and_union(at::zeros({2, 3}, at::kByte), gt); }).find("same shape"),
             std::string::npos);
   // 256 must not wrap to 0 in a uint8 conversion.
-  EXPECT_NE(error_of([&] { intersection_and_union(gt, at::full({2, 2}, 256, at::kLong)); }).find("outside [0, 255]"),
+  EXPECT_NE(test::m2sa_error_of([&] { intersection_and_union(gt, at::full({2, 2}, 256, at::kLong)); }).find("outside [0, 255]"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { intersection_and_union(at::full({2, 2}, 257, at::kInt), gt); }).find("outside [0, 1]"),
+  EXPECT_NE(test::m2sa_error_of([&] { intersection_and_union(at::full({2, 2}, 257, at::kInt), gt); }).find("outside [0, 1]"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { gt_foreground_areas(at::full({1, 2, 2}, 7, at::kByte)); }).find("only 0, 1 and 255"),
+  EXPECT_NE(test::m2sa_error_of([&] { gt_foreground_areas(at::full({1, 2, 2}, 7, at::kByte)); }).find("only 0, 1 and 255"),
             std::string::npos);
   EXPECT_TRUE(at::equal(threshold_logits(at::tensor({-1.0f, 0.0f, 0.5f})), at::tensor({0, 0, 1}, at::kByte).to(at::kBool)));
-  EXPECT_NE(error_of([&] { threshold_logits(gt); }).find("floating-point"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { threshold_logits(gt); }).find("floating-point"), std::string::npos);
 }
 
 }  // namespace

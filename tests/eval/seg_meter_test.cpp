@@ -7,6 +7,7 @@
 
 #include "eval/text_masks.h"
 #include "m2sa/core/error.h"
+#include "test_util.h"
 
 namespace m2sa::eval {
 namespace {
@@ -14,15 +15,6 @@ namespace {
 using test::text_mask;
 using test::text_masks;
 constexpr double eps = 1e-5;  // the reference's epsilons (per-mask IoU and the meter's average)
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // A small split of 4x4 images covering every rule of the protocol (gt, pred).
 struct Image {
@@ -241,8 +233,8 @@ TEST(SegMeter, MergeEqualsOneMeterOverTheUnion) {
     EXPECT_EQ(restored.mode(), mode);
   }
   SegMeter a(EvalMode::kTeacherForced), b(EvalMode::kGenerate);
-  EXPECT_NE(error_of([&] { a.merge(b); }).find("cannot merge a generate meter"), std::string::npos);
-  EXPECT_NE(error_of([&] { MetricSums::from_vector({1.0, 2.0}); }).find("expected 16 values"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { a.merge(b); }).find("cannot merge a generate meter"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { MetricSums::from_vector({1.0, 2.0}); }).find("expected 16 values"), std::string::npos);
 }
 
 TEST(SegMeter, PerCategoryStatistics) {
@@ -288,7 +280,7 @@ TEST(SegMeter, PerCategoryStatistics) {
   EXPECT_EQ(twice.categories().most_frequent(false, 1)[0].sums.masks, 4);
   EXPECT_EQ(twice.categories().uncategorised_masks(), 2);
   // Targets must align with the GT masks.
-  EXPECT_NE(error_of([&] { meter.add(text_masks({{"1"}}), text_masks({{"1"}}), {}, {{"a", "b", false}, {"c", "d", true}}); })
+  EXPECT_NE(test::m2sa_error_of([&] { meter.add(text_masks({{"1"}}), text_masks({{"1"}}), {}, {{"a", "b", false}, {"c", "d", true}}); })
                 .find("2 targets for 1 GT masks"),
             std::string::npos);
 }
@@ -296,14 +288,14 @@ TEST(SegMeter, PerCategoryStatistics) {
 TEST(SegMeter, BadInputsAreClearErrors) {
   SegMeter meter;
   at::Tensor gt = text_masks({{"1100"}});
-  EXPECT_NE(error_of([&] { meter.add(text_masks({{"110"}}), gt); }).find("to match GT masks"), std::string::npos);
-  EXPECT_NE(error_of([&] { meter.add(gt, gt[0]); }).find("expected [Ng, H, W]"), std::string::npos);
-  EXPECT_NE(error_of([&] { meter.add(at::rand({1, 1, 4}), gt); }).find("threshold logits first"), std::string::npos);
-  EXPECT_NE(error_of([&] { parse_eval_mode("greedy"); }).find("\"teacher-forced\" or \"generate\""), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { meter.add(text_masks({{"110"}}), gt); }).find("to match GT masks"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { meter.add(gt, gt[0]); }).find("expected [Ng, H, W]"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { meter.add(at::rand({1, 1, 4}), gt); }).find("threshold logits first"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { parse_eval_mode("greedy"); }).find("\"teacher-forced\" or \"generate\""), std::string::npos);
   EXPECT_EQ(parse_eval_mode("generate"), EvalMode::kGenerate);
   json bad = meter.state_to_json();
   bad["sums"]["bogus"] = 1;
-  EXPECT_NE(error_of([&] { SegMeter::state_from_json(bad, "rank1.json"); }).find("unknown field(s): bogus"),
+  EXPECT_NE(test::m2sa_error_of([&] { SegMeter::state_from_json(bad, "rank1.json"); }).find("unknown field(s): bogus"),
             std::string::npos);
   // Nothing was accumulated by the failed calls.
   EXPECT_EQ(meter.sums()[MetricSums::kImagesSeen], 0);

@@ -9,20 +9,12 @@
 #include <nlohmann/json.hpp>
 
 #include "m2sa/core/error.h"
+#include "test_util.h"
 
 namespace m2sa {
 namespace {
 
 using nlohmann::json;
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 at::Tensor mask_from_rows(const std::vector<std::vector<int>>& rows) {
   at::Tensor m = at::zeros({static_cast<int64_t>(rows.size()), static_cast<int64_t>(rows[0].size())}, at::kByte);
@@ -105,7 +97,7 @@ TEST(CocoMask, MergeAreaBbox) {
   EXPECT_EQ(coco::bbox(coco::Rle{3, 3, {9}}), (std::array<double, 4>{0, 0, 0, 0}));
   // A run spanning two columns makes the bbox span all rows (maskApi.c rleToBbox).
   EXPECT_EQ(coco::bbox(coco::Rle{3, 2, {2, 2, 2}}), (std::array<double, 4>{0, 0, 2, 3}));
-  EXPECT_NE(error_of([&] { coco::merge({a, coco::Rle{2, 8, {16}}}); }).find("input 1 is 2x8"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { coco::merge({a, coco::Rle{2, 8, {16}}}); }).find("input 1 is 2x8"), std::string::npos);
 }
 
 TEST(CocoMask, BboxIsAPolygon) {
@@ -134,27 +126,27 @@ TEST(CocoMask, AnnToMaskAllSegmentationForms) {
 }
 
 TEST(CocoMask, BadInputGivesClearErrors) {
-  EXPECT_NE(error_of([] { coco::counts_from_string("62 09", "ann 7"); }).find("ann 7: compressed RLE string has character ' ' at position 2"),
+  EXPECT_NE(test::m2sa_error_of([] { coco::counts_from_string("62 09", "ann 7"); }).find("ann 7: compressed RLE string has character ' ' at position 2"),
             std::string::npos);
-  EXPECT_NE(error_of([] { coco::counts_from_string("6X", "x"); }).find("ends inside a value"), std::string::npos);
-  EXPECT_NE(error_of([] { coco::counts_from_string("0N", "x"); }).find("is -2"), std::string::npos);
-  EXPECT_NE(error_of([] { coco::decode(coco::Rle{5, 5, {6, 2, 3}}); }).find("cover 11 pixels but its size [5, 5] has 25"),
+  EXPECT_NE(test::m2sa_error_of([] { coco::counts_from_string("6X", "x"); }).find("ends inside a value"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([] { coco::counts_from_string("0N", "x"); }).find("is -2"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([] { coco::decode(coco::Rle{5, 5, {6, 2, 3}}); }).find("cover 11 pixels but its size [5, 5] has 25"),
             std::string::npos);
   json rle = {{"size", {5, 5}}, {"counts", "62309"}};
-  EXPECT_NE(error_of([&] { coco::ann_to_mask(rle, 6, 5, "MMR_val.json: entry 3: answers[0][1]"); })
+  EXPECT_NE(test::m2sa_error_of([&] { coco::ann_to_mask(rle, 6, 5, "MMR_val.json: entry 3: answers[0][1]"); })
                 .find("MMR_val.json: entry 3: answers[0][1]: mask size 5x5 (h x w) disagrees with the image size 6x5"),
             std::string::npos);
-  EXPECT_NE(error_of([] { coco::ann_to_mask(json::parse("[[1,2,3,4]]"), 5, 5, "a"); }).find("only 4 numbers"),
+  EXPECT_NE(test::m2sa_error_of([] { coco::ann_to_mask(json::parse("[[1,2,3,4]]"), 5, 5, "a"); }).find("only 4 numbers"),
             std::string::npos);
-  EXPECT_NE(error_of([] { coco::ann_to_mask(json::array(), 5, 5, "a"); }).find("empty list"), std::string::npos);
-  EXPECT_NE(error_of([] { coco::ann_to_mask(json::parse("[[1,1,3,1,3,3],[1]]"), 5, 5, "a"); }).find("polygon 1 has 1 numbers"),
+  EXPECT_NE(test::m2sa_error_of([] { coco::ann_to_mask(json::array(), 5, 5, "a"); }).find("empty list"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([] { coco::ann_to_mask(json::parse("[[1,1,3,1,3,3],[1]]"), 5, 5, "a"); }).find("polygon 1 has 1 numbers"),
             std::string::npos);
-  EXPECT_NE(error_of([] { coco::ann_to_mask(json::parse("{\"size\":[5,5]}"), 5, 5, "a"); }).find("needs \"size\" and \"counts\""),
+  EXPECT_NE(test::m2sa_error_of([] { coco::ann_to_mask(json::parse("{\"size\":[5,5]}"), 5, 5, "a"); }).find("needs \"size\" and \"counts\""),
             std::string::npos);
-  EXPECT_NE(error_of([] { coco::ann_to_mask(json::parse("{\"size\":[5,5],\"counts\":[25,-1]}"), 5, 5, "a"); })
+  EXPECT_NE(test::m2sa_error_of([] { coco::ann_to_mask(json::parse("{\"size\":[5,5],\"counts\":[25,-1]}"), 5, 5, "a"); })
                 .find("counts[1] = -1"),
             std::string::npos);
-  EXPECT_NE(error_of([] { coco::ann_to_mask(json::parse("[[1,1,3,1,\"a\",3]]"), 5, 5, "a"); }).find("non-number"),
+  EXPECT_NE(test::m2sa_error_of([] { coco::ann_to_mask(json::parse("[[1,1,3,1,\"a\",3]]"), 5, 5, "a"); }).find("non-number"),
             std::string::npos);
 }
 

@@ -41,7 +41,7 @@ void write_zip(const std::filesystem::path& path, const std::string& pickle,
   w.writeEndOfFile();
 }
 
-void expect_error(const std::filesystem::path& p, const std::string& needle) {
+void expect_load_error(const std::filesystem::path& p, const std::string& needle) {
   try {
     TorchCheckpointReader r(p);
     for (const auto& t : r.tensors()) r.load(t.name);
@@ -94,36 +94,36 @@ TEST(TorchCheckpoint, RefusesCodeExecution) {
   test::TempDir dir;
   // os.system('touch /tmp/pwned') as a protocol-0 pickle.
   write_zip(dir / "evil.pth", "cos\nsystem\n(S'touch /tmp/m2sa_pwned'\ntR.");
-  expect_error(dir / "evil.pth", "refusing to load global 'os.system'");
+  expect_load_error(dir / "evil.pth", "refusing to load global 'os.system'");
   EXPECT_FALSE(std::filesystem::exists("/tmp/m2sa_pwned"));
   Pickle evil;
   evil.proto2().global("builtins", "eval").unicode("1+1").op('\x85').op('R').op('.');
   write_zip(dir / "evil2.pth", evil.b);
-  expect_error(dir / "evil2.pth", "builtins.eval");
+  expect_load_error(dir / "evil2.pth", "builtins.eval");
 }
 
 TEST(TorchCheckpoint, BadInputsGiveClearErrors) {
   test::TempDir dir;
   // Storage smaller than the view.
   write_zip(dir / "short.pth", tensor_dict_pickle(8, 8), {{"data/0", std::string(16, '\0')}});
-  expect_error(dir / "short.pth", "holds 16 bytes, expected 32");
+  expect_load_error(dir / "short.pth", "holds 16 bytes, expected 32");
   // View past the storage's declared size.
   write_zip(dir / "view.pth", tensor_dict_pickle(8, 4), {{"data/0", std::string(16, '\0')}});
-  expect_error(dir / "view.pth", "reaches element 7 of a storage of 4");
+  expect_load_error(dir / "view.pth", "reaches element 7 of a storage of 4");
   // Missing storage record.
   write_zip(dir / "nostorage.pth", tensor_dict_pickle(4, 4));
-  expect_error(dir / "nostorage.pth", "data/0 is missing");
+  expect_load_error(dir / "nostorage.pth", "data/0 is missing");
   // Truncated pickle.
   std::string p = tensor_dict_pickle(4, 4);
   write_zip(dir / "truncpkl.pth", p.substr(0, p.size() / 2), {{"data/0", std::string(16, '\0')}});
-  expect_error(dir / "truncpkl.pth", "truncated");
+  expect_load_error(dir / "truncpkl.pth", "truncated");
   // Truncated zip file.
   std::string full = test::read_bytes(test::fixture("sam_tiny.pth"));
   test::write_bytes(dir / "trunc.pth", full.substr(0, full.size() / 2));
-  expect_error(dir / "trunc.pth", "trunc.pth");
+  expect_load_error(dir / "trunc.pth", "trunc.pth");
   // Not a zip at all.
   test::write_bytes(dir / "text.pth", "hello world, not a checkpoint");
-  expect_error(dir / "text.pth", "not a zip-format");
+  expect_load_error(dir / "text.pth", "not a zip-format");
 }
 
 }  // namespace

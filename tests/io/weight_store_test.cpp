@@ -14,15 +14,6 @@
 namespace m2sa {
 namespace {
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 TEST(WeightStore, ShardedFolder) {
   test::TempDir dir;
   write_safetensors(dir / "model-00001-of-00002.safetensors", {{"a", at::ones({2})}, {"b", at::zeros({3})}});
@@ -41,21 +32,21 @@ TEST(WeightStore, BrokenIndexGivesClearErrors) {
   test::TempDir dir;
   write_safetensors(dir / "s1.safetensors", {{"a", at::ones({2})}});
   write_json_file(dir / "model.safetensors.index.json", {{"weight_map", {{"a", "s1.safetensors"}, {"z", "s2.safetensors"}}}});
-  EXPECT_NE(error_of([&] { WeightStore::open(dir.path()); }).find("s2.safetensors does not exist"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { WeightStore::open(dir.path()); }).find("s2.safetensors does not exist"), std::string::npos);
   write_json_file(dir / "model.safetensors.index.json", {{"weight_map", {{"q", "s1.safetensors"}}}});
-  EXPECT_NE(error_of([&] { WeightStore::open(dir.path()); }).find("does not contain it"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { WeightStore::open(dir.path()); }).find("does not contain it"), std::string::npos);
   write_json_file(dir / "model.safetensors.index.json", {{"weights", 1}});
-  EXPECT_NE(error_of([&] { WeightStore::open(dir.path()); }).find("weight_map"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { WeightStore::open(dir.path()); }).find("weight_map"), std::string::npos);
   test::write_bytes(dir / "model.safetensors.index.json", "{ broken");
-  EXPECT_NE(error_of([&] { WeightStore::open(dir.path()); }).find("invalid JSON"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { WeightStore::open(dir.path()); }).find("invalid JSON"), std::string::npos);
   write_json_file(dir / "model.safetensors.index.json", {{"weight_map", {{"a", "../../etc/passwd"}}}});
-  EXPECT_NE(error_of([&] { WeightStore::open(dir.path()); }).find("is not a file in this folder"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { WeightStore::open(dir.path()); }).find("is not a file in this folder"), std::string::npos);
 }
 
 TEST(WeightStore, EmptyFolderAndMissingPath) {
   test::TempDir dir;
-  EXPECT_NE(error_of([&] { WeightStore::open(dir.path()); }).find("no weight file"), std::string::npos);
-  EXPECT_NE(error_of([&] { WeightStore::open(dir / "nope"); }).find("no such file"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { WeightStore::open(dir.path()); }).find("no weight file"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { WeightStore::open(dir / "nope"); }).find("no such file"), std::string::npos);
 }
 
 struct Tiny : torch::nn::Module {
@@ -76,7 +67,7 @@ TEST(ModuleWeights, LoadReportsMissingUnexpectedAndMismatched) {
   EXPECT_TRUE(at::equal(m.fc->weight, at::ones({2, 3})));
 
   auto missing = WeightStore::from_tensors({{"fc.weight", at::ones({2, 3})}, {"fc.bias", at::zeros({2})}}, "mem");
-  std::string e = error_of([&] { load_weights(m, missing, {}); });
+  std::string e = test::m2sa_error_of([&] { load_weights(m, missing, {}); });
   EXPECT_NE(e.find("missing from the checkpoint"), std::string::npos) << e;
   EXPECT_NE(e.find("norm.weight"), std::string::npos) << e;
 
@@ -87,7 +78,7 @@ TEST(ModuleWeights, LoadReportsMissingUnexpectedAndMismatched) {
   auto wrong = WeightStore::from_tensors({{"fc.weight", at::ones({3, 3})}, {"fc.bias", at::zeros({2})},
                                           {"norm.weight", at::ones({2})}, {"norm.bias", at::zeros({2})},
                                           {"extra", at::ones({1})}});
-  e = error_of([&] { load_weights(m, wrong, {}); });
+  e = test::m2sa_error_of([&] { load_weights(m, wrong, {}); });
   EXPECT_NE(e.find("fc.weight: checkpoint [3, 3] vs model [2, 3]"), std::string::npos) << e;
   EXPECT_NE(e.find("extra"), std::string::npos) << e;
   // A failed load leaves the module untouched.

@@ -15,18 +15,9 @@
 namespace m2sa::nn {
 namespace {
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 #define EXPECT_ERROR(stmt, text)                                                        \
   do {                                                                                  \
-    const std::string _msg = error_of([&] { stmt; });                                   \
+    const std::string _msg = test::m2sa_error_of([&] { stmt; });                                   \
     EXPECT_NE(_msg.find(text), std::string::npos) << "error was: \"" << _msg << "\""; \
   } while (0)
 

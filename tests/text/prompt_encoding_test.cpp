@@ -32,16 +32,6 @@ Ids cat(std::initializer_list<Ids> parts) {
   return out;
 }
 
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 const std::string kSystem =
     "A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, "
     "detailed, and polite answers to the human's questions.";
@@ -66,7 +56,7 @@ TEST(Conversation, LlavaLlama2Rendering) {
             "content that the user provides, and assist the user with a variety of tasks using natural language.\n"
             "<</SYS>>\n\n<im_start><image><im_end>\nq [/INST] a </s>");
   EXPECT_EQ(conv_template_from_name("llava_v1"), ConvTemplate::kLlavaV1);
-  EXPECT_NE(error_of([] { conv_template_from_name("chatml"); }).find("llava_v1"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([] { conv_template_from_name("chatml"); }).find("llava_v1"), std::string::npos);
 }
 
 TEST(PromptEncoding, TokenizerImageTokenOnTheLisaPrompt) {
@@ -123,7 +113,7 @@ TEST(PromptEncoding, MultiRoundVqaTargets) {
 TEST(PromptEncoding, MaskingErrorsCarryContext) {
   // "<unk>" in the text encodes to id 0 = pad id, so the reference's total_len (ids != pad) disagrees.
   const std::string conv = render_conversation({{"<image>\nq", "It is <unk>."}});
-  const std::string msg = error_of([&] { encode_conversation(tok(), conv); });
+  const std::string msg = test::m2sa_error_of([&] { encode_conversation(tok(), conv); });
   EXPECT_NE(msg.find("cur_len == total_len"), std::string::npos) << msg;
   EXPECT_NE(msg.find("It is <unk>."), std::string::npos) << msg;
   // ids: BOS + 33 + 3 + "q ASSISTANT: It is " (9, R2 keeps the trailing "▁") + <unk> + "▁." + </s> = 49;
@@ -131,10 +121,10 @@ TEST(PromptEncoding, MaskingErrorsCarryContext) {
   EXPECT_NE(msg.find("add up to 49 tokens but the conversation has 48"), std::string::npos) << msg;
   // A question containing the separator splits into three parts.
   const std::string bad = render_conversation({{"q ASSISTANT: x", "a"}});
-  EXPECT_NE(error_of([&] { encode_conversation(tok(), bad); }).find("3 parts"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { encode_conversation(tok(), bad); }).find("3 parts"), std::string::npos);
   // Generation prompts have no </s>; llava_llama_2 masking is not defined.
-  EXPECT_NE(error_of([&] { encode_conversation(tok(), render_generation_prompt("q")); }).find("</s>"), std::string::npos);
-  EXPECT_NE(error_of([&] { encode_conversation(tok(), "x</s>", ConvTemplate::kLlavaLlama2); }).find("trap 11"),
+  EXPECT_NE(test::m2sa_error_of([&] { encode_conversation(tok(), render_generation_prompt("q")); }).find("</s>"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { encode_conversation(tok(), "x</s>", ConvTemplate::kLlavaLlama2); }).find("trap 11"),
             std::string::npos);
 }
 
@@ -166,8 +156,8 @@ TEST(PromptEncoding, ImageSplice) {
   EXPECT_EQ(s.expanded_position(3), 6);
   EXPECT_EQ(s.expanded_position(4), 7);
   EXPECT_THROW(s.expanded_position(2), Error);
-  EXPECT_NE(error_of([] { image_splice({1, 2}, 4); }).find("no image placeholder"), std::string::npos);
-  EXPECT_NE(error_of([] { image_splice({-200, 1, -200}, 4); }).find("more than one"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([] { image_splice({1, 2}, 4); }).find("no image placeholder"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([] { image_splice({-200, 1, -200}, 4); }).find("more than one"), std::string::npos);
 
   const at::Tensor ids = T({1, 5, -200, 7, 2, 1, -200, 9, 0, 0}).view({2, 5});
   const at::Tensor labels = T({I, I, I, 7, 2, I, I, 9, I, I}).view({2, 5});

@@ -37,16 +37,6 @@ Tokenizer& fixture_tokenizer() {
   return tok;
 }
 
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 bool has_no_split_token(const std::string& text) {
   for (const char* t : {"<s>", "</s>", "<unk>", "[SEG]", "<im_start>", "<im_end>"})
     if (text.find(t) != std::string::npos) return true;
@@ -136,12 +126,12 @@ TEST(Tokenizer, DecodeLikeTransformers431) {
   EXPECT_EQ(tok.decode({1, 18585, 29889, 2, 3148, 1001, 29901, 2446}), "<s> Sure.</s>USER: next");
   // Byte pieces: "\n" is <0x0A> (13); chat_decode drops -200 and newlines, then "  " -> " ".
   EXPECT_EQ(tok.chat_decode({1, 1724, -200, 13, 13, 1724}), "<s>What What");
-  EXPECT_NE(error_of([&] { tok.decode({32003}); }).find("32003"), std::string::npos);
-  EXPECT_NE(error_of([&] { tok.decode({-200}); }).find("-200"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { tok.decode({32003}); }).find("32003"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { tok.decode({-200}); }).find("-200"), std::string::npos);
 }
 
 TEST(Tokenizer, InvalidUtf8IsAnError) {
-  EXPECT_NE(error_of([&] { fixture_tokenizer().encode("abc\xFF"); }).find("UTF-8"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { fixture_tokenizer().encode("abc\xFF"); }).find("UTF-8"), std::string::npos);
 }
 
 TEST(Tokenizer, SaveAndReloadGiveTheSameTokenizer) {
@@ -184,7 +174,7 @@ TEST(Tokenizer, WrongSegIdIsRefused) {
   test::TempDir dir;
   std::filesystem::copy_file(test::fixture("llama2_tokenizer.model"), dir / "tokenizer.model");
   test::write_bytes(dir / "added_tokens.json", R"({"<im_patch>": 32000, "<im_start>": 32001, "<im_end>": 32002})");
-  const std::string msg = error_of([&] { Tokenizer::load(dir.path()); });
+  const std::string msg = test::m2sa_error_of([&] { Tokenizer::load(dir.path()); });
   EXPECT_NE(msg.find("32003"), std::string::npos) << msg;
   EXPECT_NE(msg.find("32000"), std::string::npos) << msg;
   EXPECT_NE(msg.find("#55"), std::string::npos) << msg;
@@ -195,26 +185,26 @@ TEST(Tokenizer, WrongSegIdIsRefused) {
   // Without adding, a bare model has no [SEG] at all.
   TokenizerOptions no_add;
   no_add.add_missing_tokens = false;
-  EXPECT_NE(error_of([&] { Tokenizer::load(test::fixture("llama2_tokenizer.model"), no_add); }).find("[SEG]"),
+  EXPECT_NE(test::m2sa_error_of([&] { Tokenizer::load(test::fixture("llama2_tokenizer.model"), no_add); }).find("[SEG]"),
             std::string::npos);
 }
 
 TEST(Tokenizer, BadFilesAreNamed) {
   test::TempDir dir;
-  EXPECT_NE(error_of([&] { Tokenizer::load(dir / "missing.model"); }).find("missing.model"), std::string::npos);
-  EXPECT_NE(error_of([&] { Tokenizer::load(dir.path()); }).find("tokenizer.model"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { Tokenizer::load(dir / "missing.model"); }).find("missing.model"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { Tokenizer::load(dir.path()); }).find("tokenizer.model"), std::string::npos);
   test::write_bytes(dir / "junk.model", "definitely not a protobuf \xff\xff\xff\xff");
-  EXPECT_NE(error_of([&] { Tokenizer::load(dir / "junk.model"); }).find("junk.model"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { Tokenizer::load(dir / "junk.model"); }).find("junk.model"), std::string::npos);
   test::write_bytes(dir / "empty.model", "");
-  EXPECT_NE(error_of([&] { Tokenizer::load(dir / "empty.model"); }).find("empty.model"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { Tokenizer::load(dir / "empty.model"); }).find("empty.model"), std::string::npos);
   // Non-consecutive added token ids (the slow tokenizer refuses them too).
   std::filesystem::copy_file(test::fixture("llama2_tokenizer.model"), dir / "tokenizer.model");
   test::write_bytes(dir / "added_tokens.json", R"({"[SEG]": 32005})");
-  const std::string msg = error_of([&] { Tokenizer::load(dir.path()); });
+  const std::string msg = test::m2sa_error_of([&] { Tokenizer::load(dir.path()); });
   EXPECT_NE(msg.find("added_tokens.json"), std::string::npos) << msg;
   EXPECT_NE(msg.find("32005"), std::string::npos) << msg;
   test::write_bytes(dir / "added_tokens.json", "{not json");
-  EXPECT_NE(error_of([&] { Tokenizer::load(dir.path()); }).find("added_tokens.json"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { Tokenizer::load(dir.path()); }).find("added_tokens.json"), std::string::npos);
 }
 
 TEST(Tokenizer, AddTokensFollowsHf) {

@@ -7,18 +7,10 @@
 #include <functional>
 
 #include "m2sa/core/error.h"
+#include "test_util.h"
 
 namespace m2sa::vision {
 namespace {
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // A non-constant test image, so that "unchanged" and "blended" are checked against varying values.
 at::Tensor pattern_image(int64_t h, int64_t w) {
@@ -160,18 +152,18 @@ TEST(Overlay, ManyTargetsAndSmallImages) {
 TEST(Overlay, NoMasksAndBadInputs) {
   at::Tensor img = pattern_image(10, 12);
   EXPECT_TRUE(at::equal(overlay_masks(img, at::zeros({0, 10, 12}, at::kBool), {}), img));
-  EXPECT_NE(error_of([&] { overlay_masks(img, at::zeros({1, 10, 11}, at::kBool), {}); }).find("to match the image"),
+  EXPECT_NE(test::m2sa_error_of([&] { overlay_masks(img, at::zeros({1, 10, 11}, at::kBool), {}); }).find("to match the image"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { overlay_masks(img, at::zeros({1, 10, 12}), {}); }).find("threshold logits first"),
+  EXPECT_NE(test::m2sa_error_of([&] { overlay_masks(img, at::zeros({1, 10, 12}), {}); }).find("threshold logits first"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { overlay_masks(img, at::zeros({2, 10, 12}, at::kBool), {"one"}); }).find("1 labels for 2"),
+  EXPECT_NE(test::m2sa_error_of([&] { overlay_masks(img, at::zeros({2, 10, 12}, at::kBool), {"one"}); }).find("1 labels for 2"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { overlay_masks(img.to(at::kFloat), at::zeros({1, 10, 12}, at::kBool), {}); })
+  EXPECT_NE(test::m2sa_error_of([&] { overlay_masks(img.to(at::kFloat), at::zeros({1, 10, 12}, at::kBool), {}); })
                 .find("uint8 [H, W, 3]"),
             std::string::npos);
   OverlayOptions bad;
   bad.alpha = 1.5;
-  EXPECT_NE(error_of([&] { overlay_masks(img, at::zeros({1, 10, 12}, at::kBool), {}, bad); }).find("alpha"),
+  EXPECT_NE(test::m2sa_error_of([&] { overlay_masks(img, at::zeros({1, 10, 12}, at::kBool), {}, bad); }).find("alpha"),
             std::string::npos);
   EXPECT_EQ(palette_color(0), (std::array<uint8_t, 3>{230, 25, 75}));
   EXPECT_THROW(palette_color(-1), Error);

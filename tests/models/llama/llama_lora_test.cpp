@@ -15,7 +15,7 @@
 namespace m2sa::llama {
 namespace {
 
-LlamaConfig tiny_config() {
+LlamaConfig lora_tiny_config() {
   LlamaConfig c;
   c.vocab_size = 61;
   c.hidden_size = 32;
@@ -53,7 +53,7 @@ struct Pair {
 Pair trained_lora_model() {
   at::manual_seed(3);
   Pair p;
-  p.model = LlamaForCausalLM(tiny_config());
+  p.model = LlamaForCausalLM(lora_tiny_config());
   nn::apply_lora(*p.model, nn::LoraConfig{});
   at::NoGradGuard g;
   for (auto& [name, t] : nn::lora_state(*p.model)) t.normal_(0.0, 0.3);  // as if trained
@@ -71,7 +71,7 @@ TEST(LlamaLora, PeftLayoutRoundTripsThroughPeftKeyRules) {
   EXPECT_TRUE(store.contains("base_model.model.model.layers.1.self_attn.v_proj.lora_B.default.weight"));
   EXPECT_TRUE(store.contains("base_model.model.lm_head.weight"));
 
-  LlamaForCausalLM fresh(tiny_config());
+  LlamaForCausalLM fresh(lora_tiny_config());
   nn::apply_lora(*fresh, nn::LoraConfig{});
   const LoadReport r = fresh->load(store, key_rules::peft_m2sa());
   EXPECT_EQ(r.loaded.size(), module_state(*fresh).size());
@@ -83,7 +83,7 @@ TEST(LlamaLora, PeftLayoutRoundTripsThroughPeftKeyRules) {
   EXPECT_TRUE(test::AllClose(fresh->forward_ids(p.tokens).logits, p.logits, 1e-5, "merged after load"));
 
   // A model without adapters refuses the un-merged file and names the adapter keys.
-  LlamaForCausalLM plain(tiny_config());
+  LlamaForCausalLM plain(lora_tiny_config());
   try {
     plain->load(store, key_rules::peft_m2sa());
     ADD_FAILURE() << "loading LoRA keys into a model without adapters should fail";
@@ -98,9 +98,9 @@ TEST(LlamaLora, MergedLayoutDropsAdaptersAndLoadsIntoAPlainModel) {
   write_safetensors(dir / "model.safetensors", nn::merged_state(*p.model));
   const WeightStore store = WeightStore::open(dir.path());
   for (const auto& info : store.tensors()) EXPECT_FALSE(nn::is_lora_key(info.name)) << info.name;
-  EXPECT_EQ(store.tensors().size(), module_state(*LlamaForCausalLM(tiny_config())).size());
+  EXPECT_EQ(store.tensors().size(), module_state(*LlamaForCausalLM(lora_tiny_config())).size());
 
-  LlamaForCausalLM plain(tiny_config());
+  LlamaForCausalLM plain(lora_tiny_config());
   plain->load(store, key_rules::hf_m2sa());
   plain->eval();
   at::NoGradGuard g;
@@ -109,7 +109,7 @@ TEST(LlamaLora, MergedLayoutDropsAdaptersAndLoadsIntoAPlainModel) {
 
 TEST(LlamaLora, FreshAdaptersChangeNothingAndTrainOnlyLora) {
   at::manual_seed(11);
-  LlamaForCausalLM m(tiny_config());
+  LlamaForCausalLM m(lora_tiny_config());
   m->eval();
   const at::Tensor tokens = at::randint(0, 61, {1, 7}, at::kLong);
   at::Tensor before;

@@ -26,16 +26,6 @@ using test::prompt_ids;
 constexpr int64_t kSeg = 32000;
 const std::vector<int64_t> kAnswer{739, 338, kSeg, 322, kSeg, 29889, 2};  // "It is [SEG] and [SEG].</s>"
 
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 // A batch of images with conversations; rows[r] = prompt + answer, image of each row given by `offset`.
 M2SABatch make_batch(const M2SAConfig& c, const std::vector<ImageSize>& sizes,
                      const std::vector<std::vector<int64_t>>& prompts, const std::vector<std::vector<int64_t>>& answers,
@@ -256,7 +246,7 @@ TEST(M2SAModel, GenerationStopsAtTheContextLimit) {
   // A prompt that does not fit is refused.
   GenerationRequest big = req;
   big.prompts = {{prompt_ids(40), 0}};
-  EXPECT_NE(error_of([&] { model->generate(big, go); }).find("leaves no room to generate"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { model->generate(big, go); }).find("leaves no room to generate"), std::string::npos);
 }
 
 TEST(M2SAModel, BadInputGivesClearErrors) {
@@ -266,42 +256,42 @@ TEST(M2SAModel, BadInputGivesClearErrors) {
   M2SABatch b = good;
   b.input_ids = b.input_ids.clone();
   b.input_ids[0][3] = 40000;
-  EXPECT_NE(error_of([&] { model->forward(b); }).find("token id 40000 is outside the vocabulary"), std::string::npos)
-      << error_of([&] { model->forward(b); });
+  EXPECT_NE(test::m2sa_error_of([&] { model->forward(b); }).find("token id 40000 is outside the vocabulary"), std::string::npos)
+      << test::m2sa_error_of([&] { model->forward(b); });
   b = good;
   b.input_ids = b.input_ids.clone();
   b.input_ids[0][10] = 5;  // the -200
-  EXPECT_NE(error_of([&] { model->forward(b); }).find("holds 0 image placeholders"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { model->forward(b); }).find("holds 0 image placeholders"), std::string::npos);
   b = good;
   b.input_ids = b.input_ids.clone();
   b.input_ids[0][4] = -200;
-  EXPECT_NE(error_of([&] { model->forward(b); }).find("holds 2 image placeholders"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { model->forward(b); }).find("holds 2 image placeholders"), std::string::npos);
   b = good;
   b.offset = {0, 2};
-  EXPECT_NE(error_of([&] { model->forward(b); }).find("offset ends at 2 but the batch has 1"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { model->forward(b); }).find("offset ends at 2 but the batch has 1"), std::string::npos);
   b = good;
   b.images.original_hw.push_back({3, 3});
-  EXPECT_NE(error_of([&] { model->forward(b); }).find("1 images but 1 resized sizes and 2 original sizes"),
+  EXPECT_NE(test::m2sa_error_of([&] { model->forward(b); }).find("1 images but 1 resized sizes and 2 original sizes"),
             std::string::npos);
   b = good;
   b.labels = b.labels.clone();
   b.labels[0][20] = 99999;
-  EXPECT_NE(error_of([&] { model->forward(b); }).find("label 99999 is outside the vocabulary"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { model->forward(b); }).find("label 99999 is outside the vocabulary"), std::string::npos);
   b = good;
   b.images.clip_images = at::zeros({1, 3, 10, 10});
-  EXPECT_NE(error_of([&] { model->forward(b); }).find("CLIP images must be [B, 3, 112, 112]"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { model->forward(b); }).find("CLIP images must be [B, 3, 112, 112]"), std::string::npos);
   // Masks that do not match the [SEG] count.
   const ForwardOutput out = model->forward(good);
-  EXPECT_NE(error_of([&] { train::m2sa_objective(out, {at::zeros({3, 40, 60})}, {}); })
+  EXPECT_NE(test::m2sa_error_of([&] { train::m2sa_objective(out, {at::zeros({3, 40, 60})}, {}); })
                 .find("image 0 has 2 predicted masks ([SEG] tokens in its conversations) but 3 ground-truth masks"),
             std::string::npos);
   // Generation: a prompt without the image, or about a missing image.
   GenerationRequest req;
   req.images = good.images;
   req.prompts = {{std::vector<int64_t>{1, 319, 13563}, 0}};
-  EXPECT_NE(error_of([&] { model->generate(req); }).find("prompt 0"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { model->generate(req); }).find("prompt 0"), std::string::npos);
   req.prompts = {{prompt_ids(0), 1}};
-  EXPECT_NE(error_of([&] { model->generate(req); }).find("prompt 0 refers to image 1"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { model->generate(req); }).find("prompt 0 refers to image 1"), std::string::npos);
 }
 
 TEST(M2SAModel, Bfloat16ModelGivesFp32Masks) {
@@ -391,7 +381,7 @@ TEST(M2SAModel, TrainableSelectionAndGradients) {
   EXPECT_TRUE(full->vision_tower->vision_tower->vision_model->pre_layrnorm->weight.grad().defined());
   EXPECT_TRUE(full->mm_projector->weight.grad().defined());
   EXPECT_EQ(train_mode_from_name("full"), TrainMode::kFull);
-  EXPECT_NE(error_of([] { train_mode_from_name("lora+"); }).find("unknown train mode"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([] { train_mode_from_name("lora+"); }).find("unknown train mode"), std::string::npos);
 }
 
 }  // namespace

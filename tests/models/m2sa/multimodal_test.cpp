@@ -15,17 +15,7 @@ namespace {
 
 using namespace m2sa_model;
 
-constexpr int64_t kSeg = 32000;
-
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+constexpr int64_t kSegId = 32000;
 
 at::Tensor ids_tensor(const std::vector<std::vector<int64_t>>& rows) {
   size_t len = 0;
@@ -65,20 +55,20 @@ TEST(M2SAMultimodal, SegPositionsFollowTheReference) {
   // 3 images: image 0 owns rows 0-1, image 1 row 2 (without [SEG]), image 2 rows 3-4.
   const int64_t n = 4;
   const at::Tensor ids = ids_tensor({
-      {1, 9, -200, 9, kSeg, 9, kSeg, 2},    // row 0: [SEG] at 4 and 6
-      {1, -200, kSeg, 9, 2},                // row 1: [SEG] right after the image (at 2)
+      {1, 9, -200, 9, kSegId, 9, kSegId, 2},    // row 0: [SEG] at 4 and 6
+      {1, -200, kSegId, 9, 2},                // row 1: [SEG] right after the image (at 2)
       {1, 9, 9, -200, 9, 9, 2},             // row 2: no [SEG]
-      {1, -200, 9, 9, 9, kSeg, 2},          // row 3: [SEG] at 5
-      {1, 9, -200, kSeg, kSeg, 2},          // row 4: [SEG] at 3 and 4
+      {1, -200, 9, 9, 9, kSegId, 2},          // row 3: [SEG] at 5
+      {1, 9, -200, kSegId, kSegId, 2},          // row 4: [SEG] at 3 and 4
   });
-  const SegPositions seg = seg_positions(ids, kSeg, n, {0, 2, 3, 5});
+  const SegPositions seg = seg_positions(ids, kSegId, n, {0, 2, 3, 5});
   // Reference: mask m = ids[:, 1:] == seg, + one False column, 255 (= N - 1) False columns prepended:
   // selected expanded index j has ids[j - (N - 2)] == seg, i.e. j = p + N - 2.
   EXPECT_EQ(seg.rows, (std::vector<int64_t>{0, 0, 1, 3, 4, 4}));
   EXPECT_EQ(seg.positions, (std::vector<int64_t>{4 + n - 2, 6 + n - 2, 2 + n - 2, 5 + n - 2, 3 + n - 2, 4 + n - 2}));
   EXPECT_EQ(seg.per_image, (std::vector<int64_t>{3, 0, 3}));
   // Cross-check with the reference's boolean-mask construction.
-  at::Tensor m = ids.slice(1, 1).eq(kSeg);
+  at::Tensor m = ids.slice(1, 1).eq(kSegId);
   m = at::cat({at::zeros({5, n - 1}, at::kBool), m, at::zeros({5, 1}, at::kBool)}, 1);
   const at::Tensor nz = m.nonzero();  // row-major (row, position)
   ASSERT_EQ(nz.size(0), seg.total());
@@ -107,21 +97,21 @@ TEST(M2SAMultimodal, SegPositionsFollowTheReference) {
 }
 
 TEST(M2SAMultimodal, BadInputGivesClearErrors) {
-  EXPECT_NE(error_of([] { image_placeholders(ids_tensor({{1, 9, 9}})); }).find("holds 0 image placeholders"),
+  EXPECT_NE(test::m2sa_error_of([] { image_placeholders(ids_tensor({{1, 9, 9}})); }).find("holds 0 image placeholders"),
             std::string::npos);
-  EXPECT_NE(error_of([] { image_placeholders(ids_tensor({{1, -200, 9}, {1, -200, -200}})); })
+  EXPECT_NE(test::m2sa_error_of([] { image_placeholders(ids_tensor({{1, -200, 9}, {1, -200, -200}})); })
                 .find("conversation 1 of the batch holds 2 image placeholders"),
             std::string::npos);
-  EXPECT_NE(error_of([] { image_placeholders(at::zeros({2, 3}, at::kInt)); }).find("must be int64"), std::string::npos);
-  const at::Tensor ids = ids_tensor({{1, -200, kSeg}, {1, -200, 9}});
-  EXPECT_NE(error_of([&] { seg_positions(ids, kSeg, 4, {0, 1}); }).find("offset ends at 1 but the batch has 2"),
+  EXPECT_NE(test::m2sa_error_of([] { image_placeholders(at::zeros({2, 3}, at::kInt)); }).find("must be int64"), std::string::npos);
+  const at::Tensor ids = ids_tensor({{1, -200, kSegId}, {1, -200, 9}});
+  EXPECT_NE(test::m2sa_error_of([&] { seg_positions(ids, kSegId, 4, {0, 1}); }).find("offset ends at 1 but the batch has 2"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { seg_positions(ids, kSeg, 4, {0, 2, 1}); }).find("non-decreasing"), std::string::npos);
-  EXPECT_NE(error_of([&] { seg_positions(ids, kSeg, 4, {1, 2}); }).find("must start at 0"), std::string::npos);
-  EXPECT_NE(error_of([&] { seg_positions(ids_tensor({{1, kSeg, -200, 9}}), kSeg, 4, {0, 1}); })
+  EXPECT_NE(test::m2sa_error_of([&] { seg_positions(ids, kSegId, 4, {0, 2, 1}); }).find("non-decreasing"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { seg_positions(ids, kSegId, 4, {1, 2}); }).find("must start at 0"), std::string::npos);
+  EXPECT_NE(test::m2sa_error_of([&] { seg_positions(ids_tensor({{1, kSegId, -200, 9}}), kSegId, 4, {0, 1}); })
                 .find("comes before the image placeholder"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { splice_image_features(at::zeros({2, 3, 4}), at::zeros({2, 5, 3}), {1, 1}); })
+  EXPECT_NE(test::m2sa_error_of([&] { splice_image_features(at::zeros({2, 3, 4}), at::zeros({2, 5, 3}), {1, 1}); })
                 .find("image features must be [2, N, 4]"),
             std::string::npos);
 }

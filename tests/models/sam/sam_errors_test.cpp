@@ -16,16 +16,7 @@
 namespace m2sa {
 namespace {
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-#define EXPECT_ERROR(stmt, text) EXPECT_NE(error_of([&] { stmt; }).find(text), std::string::npos) << error_of([&] { stmt; })
+#define EXPECT_ERROR(stmt, text) EXPECT_NE(test::m2sa_error_of([&] { stmt; }).find(text), std::string::npos) << test::m2sa_error_of([&] { stmt; })
 
 sam::SamConfig tiny(bool compress_vit = false) {
   sam::SamConfig c;
@@ -143,7 +134,7 @@ TEST_F(SamErrors, CheckpointMissingAndMisshapedKeys) {
   }
   write_safetensors(dir / "bad.safetensors", bad);
   const at::Tensor before = model->image_encoder->pos_embed.clone();
-  const std::string err = error_of([&] { sam::load_sam_checkpoint(*model, WeightStore::open(dir / "bad.safetensors")); });
+  const std::string err = test::m2sa_error_of([&] { sam::load_sam_checkpoint(*model, WeightStore::open(dir / "bad.safetensors")); });
   EXPECT_NE(err.find("bad.safetensors"), std::string::npos) << err;
   EXPECT_NE(err.find("image_encoder.pos_embed: checkpoint [1, 5, 5, 16] vs model [1, 4, 4, 16]"), std::string::npos) << err;
   EXPECT_NE(err.find("missing from the checkpoint:\n    mask_decoder.iou_token.weight"), std::string::npos) << err;
