@@ -70,7 +70,9 @@ fi
 tb=$(date +%s)
 read -r -a torch_args <<< "$(bash scripts/torch-cmake-args.sh)"
 if [ -n "$EXTRA_PREFIX" ]; then torch_args[0]="${torch_args[0]};$EXTRA_PREFIX"; fi
-if ! cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DM2SA_BUILD_DATA=OFF -DM2SA_UNITY_BATCH=4 \
+# Small unity batches keep 16 cores busy; on the CPU fallback the default batches share objects with build/.
+if [ "$DEVICE" = cuda ]; then batch=4; else batch=16; fi
+if ! cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DM2SA_BUILD_DATA=OFF -DM2SA_UNITY_BATCH=$batch \
      "${torch_args[@]}" >>"$LOG" 2>&1; then
   tail -30 "$LOG"; row "configure (core tier)" FAIL "see $LOG"; exit 1
 fi

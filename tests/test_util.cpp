@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <sstream>
 
@@ -43,9 +44,23 @@ c10::Device device() {
   return d;
 }
 
+nn::AttentionMode attention_mode() {
+  static const nn::AttentionMode mode = [] {
+    const char* v = std::getenv("M2SA_TEST_ATTENTION");
+    try {
+      return nn::parse_attention_mode(v && *v ? v : "sdpa", "M2SA_TEST_ATTENTION");
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "%s\n", e.what());
+      std::exit(2);
+    }
+  }();
+  return mode;
+}
+
 namespace {
 
-// Registered before main(): on CUDA, fp32 matmuls and convolutions stay fp32 (cuDNN allows TF32 by default).
+// Registered before main(): on CUDA, fp32 matmuls and convolutions stay fp32 (cuDNN allows TF32 by default); the
+// test thread computes attention in attention_mode().
 class DeviceEnvironment : public ::testing::Environment {
  public:
   void SetUp() override {
@@ -53,7 +68,12 @@ class DeviceEnvironment : public ::testing::Environment {
       at::globalContext().setAllowTF32CuBLAS(false);
       at::globalContext().setAllowTF32CuDNN(false);
     }
+    mode_ = std::make_unique<nn::AttentionModeGuard>(attention_mode());
   }
+  void TearDown() override { mode_.reset(); }
+
+ private:
+  std::unique_ptr<nn::AttentionModeGuard> mode_;
 };
 const auto* const device_environment = ::testing::AddGlobalTestEnvironment(new DeviceEnvironment);
 

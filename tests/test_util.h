@@ -12,6 +12,7 @@
 
 #include "m2sa/core/error.h"
 #include "m2sa/core/json_reader.h"
+#include "m2sa/nn/attention.h"
 
 namespace m2sa::test {
 
@@ -24,6 +25,11 @@ std::filesystem::path repo_root();
 // scripts/gpu-check.sh). Fixture readers place weights and inputs there; comparisons move results to the CPU. On
 // CUDA, TF32 is off for cuBLAS and cuDNN in every test, so fp32 parity holds to the fixtures' fp32 tolerances.
 c10::Device device();
+
+// The attention mode the model tests run in: $M2SA_TEST_ATTENTION ("sdpa", the default, or "exact"). Every test
+// runs under it (a guard on the test thread), and models built from a config get it as their m2sa.attention. The
+// `ParityExactAttention` ctest entry runs every *Parity test again in exact mode, so both modes meet the fixtures.
+nn::AttentionMode attention_mode();
 
 // A fresh empty directory under the system temp dir, removed when the object dies.
 class TempDir {

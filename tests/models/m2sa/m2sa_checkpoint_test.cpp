@@ -18,11 +18,10 @@
 #include "m2sa/nn/lora.h"
 #include "models/m2sa/m2sa_test_util.h"
 
-namespace m2sa {
+namespace m2sa::m2sa_model {
 namespace {
 
 namespace fs = std::filesystem;
-using namespace m2sa_model;
 using infer::ModelSource;
 
 constexpr int64_t kSeg = 32000;
@@ -372,4 +371,4 @@ TEST(M2SACheckpoint, ExportCli) {
 }
 
 }  // namespace
-}  // namespace m2sa
+}  // namespace m2sa::m2sa_model

@@ -11,7 +11,7 @@ using m2sa_model::M2SAConfig;
 
 json config_json(const std::string& name) { return read_json_file(test::repo_root() / "configs" / name); }
 
-std::string error_of(const json& j) {
+std::string config_error_of(const json& j) {
   try {
     M2SAConfig::from_json(JsonReader(j, "test.json"));
   } catch (const Error& e) {
@@ -55,28 +55,28 @@ TEST(M2SAConfig, StrictAndConsistent) {
   json j = config_json("tiny.json");
   json bad = j;
   bad["m2sa"]["out_dims"] = 64;
-  EXPECT_NE(error_of(bad).find("out_dims"), std::string::npos) << error_of(bad);
+  EXPECT_NE(config_error_of(bad).find("out_dims"), std::string::npos) << config_error_of(bad);
   bad = j;
   bad["m2sa"]["out_dim"] = 32;
-  EXPECT_NE(error_of(bad).find("out_dim 32 must equal the SAM prompt"), std::string::npos) << error_of(bad);
+  EXPECT_NE(config_error_of(bad).find("out_dim 32 must equal the SAM prompt"), std::string::npos) << config_error_of(bad);
   bad = j;
   bad["m2sa"]["seg_token_id"] = 40000;
-  EXPECT_NE(error_of(bad).find("seg_token_id 40000 is outside the vocabulary"), std::string::npos) << error_of(bad);
+  EXPECT_NE(config_error_of(bad).find("seg_token_id 40000 is outside the vocabulary"), std::string::npos) << config_error_of(bad);
   bad = j;
   bad["m2sa"]["im_end_token_id"] = 32000;
-  EXPECT_NE(error_of(bad).find("distinct"), std::string::npos) << error_of(bad);
+  EXPECT_NE(config_error_of(bad).find("distinct"), std::string::npos) << config_error_of(bad);
   bad = j;
   bad["m2sa"]["model_max_length"] = 4096;
-  EXPECT_NE(error_of(bad).find("exceeds llama.max_position_embeddings"), std::string::npos) << error_of(bad);
+  EXPECT_NE(config_error_of(bad).find("exceeds llama.max_position_embeddings"), std::string::npos) << config_error_of(bad);
   bad = j;
   bad.erase("m2sa");
-  EXPECT_NE(error_of(bad).find("m2sa: required field is missing"), std::string::npos) << error_of(bad);
+  EXPECT_NE(config_error_of(bad).find("m2sa: required field is missing"), std::string::npos) << config_error_of(bad);
   bad = j;
   bad["m2sa"]["lora"]["r"] = 0;
-  EXPECT_NE(error_of(bad).find("r must be >= 1"), std::string::npos) << error_of(bad);
+  EXPECT_NE(config_error_of(bad).find("r must be >= 1"), std::string::npos) << config_error_of(bad);
   bad = j;
   bad["extra"] = 1;
-  EXPECT_NE(error_of(bad).find("unknown field(s): extra"), std::string::npos) << error_of(bad);
+  EXPECT_NE(config_error_of(bad).find("unknown field(s): extra"), std::string::npos) << config_error_of(bad);
 }
 
 TEST(M2SAConfig, FromHfConfig) {

@@ -16,10 +16,9 @@
 #include "m2sa/train/m2sa_objective.h"
 #include "models/m2sa/m2sa_test_util.h"
 
-namespace m2sa {
+namespace m2sa::m2sa_model {
 namespace {
 
-using namespace m2sa_model;
 using test::pad_rows;
 using test::prompt_ids;
 
@@ -385,4 +384,4 @@ TEST(M2SAModel, TrainableSelectionAndGradients) {
 }
 
 }  // namespace
-}  // namespace m2sa
+}  // namespace m2sa::m2sa_model

@@ -139,6 +139,7 @@ M2SAForCausalLM load(const test::ModelFixture& fx, at::ScalarType dtype, bool ev
   infer::LoadModelOptions options;
   options.dtype = dtype;
   options.eval = eval;
+  options.attention = test::attention_mode();
   std::vector<std::string> log;
   M2SAForCausalLM model = infer::load_merged_model(config_from_sidecar(fx), folders.merged, folders.clip, options, log);
   for (const std::string& line : log) std::cout << "  " << line << "\n";

@@ -10,10 +10,9 @@
 #include "m2sa/models/m2sa/multimodal.h"
 #include "test_util.h"
 
-namespace m2sa {
+namespace m2sa::m2sa_model {
 namespace {
 
-using namespace m2sa_model;
 
 constexpr int64_t kSegId = 32000;
 
@@ -117,4 +116,4 @@ TEST(M2SAMultimodal, BadInputGivesClearErrors) {
 }
 
 }  // namespace
-}  // namespace m2sa
+}  // namespace m2sa::m2sa_model
