@@ -59,6 +59,18 @@ foreach(_dir ${TORCH_INCLUDE_DIRS})
   endif()
 endforeach()
 
+# ---- std::filesystem: the system libstdc++ ahead of LibTorch ----
+# The wheel's libtorch_cpu.so and libtorch.so define and export std::filesystem (remove_all, directory iterators, ...:
+# 142 symbols, from the static libstdc++fs of the toolchain it was built with). Linked in CMake's order, libtorch comes
+# before libstdc++.so.6 in the executable's DT_NEEDED list, so the dynamic linker binds our std::filesystem calls to
+# that copy, which disagrees with GCC 12's headers: `std::filesystem::remove_all` crashes (every test's TempDir,
+# the CLI's cleanup). Every executable therefore names libstdc++ first, so that its definitions win.
+function(m2sa_libstdcxx_first target)
+  if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+    target_link_options(${target} INTERFACE "LINKER:--push-state,--no-as-needed,-lstdc++,--pop-state")
+  endif()
+endfunction()
+
 # ---- NCCL ----
 # CUDA builds of LibTorch export USE_C10D_NCCL on the torch_cuda target; without it ProcessGroupNCCL.hpp is empty.
 set(M2SA_TORCH_HAS_NCCL OFF)
