@@ -89,15 +89,15 @@ run_tests() {
   out=$(M2SA_TEST_DEVICE=$DEVICE "$BUILD/m2sa_tests" --gtest_filter="$filter" --gtest_brief=1 2>&1)
   local rc=$?
   echo "$out" >>"$LOG"
-  local passed failed skipped
+  local ran passed skipped
+  ran=$(echo "$out" | sed -n 's/^\[==========\] \([0-9]*\) tests\{0,1\} from .* ran\..*/\1/p')
   passed=$(echo "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p')
-  failed=$(echo "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p')
   skipped=$(echo "$out" | sed -n 's/^\[  SKIPPED \] \([0-9]*\) test.*/\1/p')
   if [ $rc -eq 0 ]; then
     row "$name" ok "${passed:-0} passed, ${skipped:-0} skipped, $(elapsed "$ts")"
   else
     echo "$out" | grep -E "^\[  FAILED  \]|Failure|error" | head -20
-    row "$name" FAIL "${passed:-0} passed, ${failed:-?} failed, $(elapsed "$ts")"
+    row "$name" FAIL "${passed:-0} passed, $(( ${ran:-0} - ${passed:-0} - ${skipped:-0} )) failed, $(elapsed "$ts")"
   fi
 }
 run_tests "parity fp32 on $DEVICE" "*Parity*"

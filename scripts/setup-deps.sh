@@ -4,8 +4,8 @@
 #   1. Debian 12 packages: compilers and build tools, OpenCV, the header-only libraries, GoogleTest, Gloo headers.
 #   2. LibTorch: the PyPI wheel torch==2.11.0 (CUDA 13.0, the LibTorch of the GPU machines) in a project-local
 #      virtual environment, .venv/ (M2SA_VENV overrides), plus the CUDA compiler wheels that the wheel's CMake
-#      config needs to configure (nvcc; nothing runs on a GPU here). pip keeps the downloads in its cache, so a
-#      second checkout installs without downloading again.
+#      config needs to configure (nvcc; nothing runs on a GPU here). The downloaded wheels stay in
+#      ~/.cache/m2sa/wheels (M2SA_WHEELS), so a second checkout installs without downloading again.
 # scripts/torch-cmake-args.sh prints the CMake arguments that point a build at this LibTorch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +40,7 @@ fi
 # cuda_fp16.h includes and the c10d NCCL headers reach).
 TORCH_REQS=(torch==2.11.0 "cuda-toolkit[nvcc,cccl]==13.0.2")
 VENV=${M2SA_VENV:-.venv}
+WHEELS=${M2SA_WHEELS:-${XDG_CACHE_HOME:-$HOME/.cache}/m2sa/wheels}
 stamp="$VENV/.m2sa-torch-reqs"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "${TORCH_REQS[*]}" ] && [ -x "$VENV/bin/python" ]; then
   echo "setup-deps: torch already installed in $VENV ($(cat "$stamp"))"
@@ -47,8 +48,16 @@ else
   PY=python3
   if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null; then PY=/usr/bin/python3; fi
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-  echo "setup-deps: installing ${TORCH_REQS[*]} into $VENV"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --progress-bar off "${TORCH_REQS[@]}"
+  # The wheels (about 3 GB) are kept in $WHEELS, so another checkout, or this one after `rm -rf .venv`, installs
+  # without downloading again (pip's own cache kept none of them on these machines).
+  pipq=("$VENV/bin/python" -m pip -q --disable-pip-version-check)
+  if ! "${pipq[@]}" install --progress-bar off --no-index --find-links "$WHEELS" "${TORCH_REQS[@]}" 2>/dev/null; then
+    echo "setup-deps: downloading ${TORCH_REQS[*]} into $WHEELS"
+    mkdir -p "$WHEELS"
+    "${pipq[@]}" download --progress-bar off -d "$WHEELS" "${TORCH_REQS[@]}"
+    echo "setup-deps: installing ${TORCH_REQS[*]} into $VENV"
+    "${pipq[@]}" install --progress-bar off --no-index --find-links "$WHEELS" "${TORCH_REQS[@]}"
+  fi
   echo "${TORCH_REQS[*]}" > "$stamp"
 fi
 # FindCUDA looks for lib64/ and an unversioned libcudart.so under the toolkit root; the wheels have neither.
