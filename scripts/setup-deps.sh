@@ -36,9 +36,11 @@ fi
 # ---- LibTorch from PyPI ----
 # The torch wheel's CMake config enables the CUDA language (FindCUDA + nvcc) even to build host-only code, so the
 # CUDA compiler comes from NVIDIA's PyPI wheels at the versions of the CUDA 13.0 that torch 2.11.0+cu130 carries.
-# cuda-toolkit 13.0.2 pins the 13.0 component wheels: nvcc (with crt and nvvm) and cccl (<nv/target>, which
-# cuda_fp16.h includes and the c10d NCCL headers reach).
-TORCH_REQS=(torch==2.11.0 "cuda-toolkit[nvcc,cccl]==13.0.2")
+# cuda-toolkit 13.0.2 pins nvcc and cccl (<nv/target>, which cuda_fp16.h includes and the c10d NCCL headers reach)
+# to CUDA 13.0, but nvcc's own crt and nvvm dependencies are unpinned: a fresh resolve takes 13.5's, whose ptxas
+# fails nvcc 13.0's compiler check. So they are pinned here.
+TORCH_REQS=(torch==2.11.0 "cuda-toolkit[nvcc,cccl]==13.0.2" nvidia-cuda-nvcc==13.0.88 nvidia-cuda-crt==13.0.88
+            nvidia-nvvm==13.0.88)
 VENV=${M2SA_VENV:-.venv}
 WHEELS=${M2SA_WHEELS:-${XDG_CACHE_HOME:-$HOME/.cache}/m2sa/wheels}
 stamp="$VENV/.m2sa-torch-reqs"
