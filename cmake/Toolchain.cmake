@@ -16,11 +16,11 @@ if(M2SA_SANITIZE)
   add_link_options(-fsanitize=address,undefined)
 endif()
 
-# Unity builds. LibTorch 2.x's <ATen/ATen.h> and <torch/nn/module.h> take 15-20 s of CPU to parse in every
-# translation unit, most of a 2-core build; compiling sources in batches parses them once per batch (a clean build
-# of everything goes from about 40 to about N minutes on 2 cores). Precompiled headers were measured and lose
-# here: GCC 12 takes 20+ s to load the 550 MB header in each unit. -DM2SA_UNITY=OFF compiles file by file (faster
-# rebuilds of one file, and it checks that every source includes what it uses).
+# Unity builds. LibTorch 2.x's <ATen/ATen.h> and <torch/nn/module.h> take 15-40 s of CPU to parse in every
+# translation unit, most of a 2-core build; compiling sources in batches parses them once per batch (a clean build of
+# everything, ccache off, takes 10 minutes on 2 cores). Precompiled headers were measured and lose here: GCC 12
+# takes 20+ s to load the 550 MB header in each unit. -DM2SA_UNITY=OFF compiles file by file (faster rebuilds of one
+# file, and it checks that every source includes what it uses).
 option(M2SA_UNITY "Compile sources in unity batches" ON)
 set(M2SA_UNITY_BATCH 16 CACHE STRING "Sources per unity batch")
 function(m2sa_target_unity target)
