@@ -112,7 +112,7 @@ if [ "${M2SA_GPU_CHECK_QUICK:-0}" != 1 ]; then
   bench() {
     local name=$1; shift
     local ts out; ts=$(date +%s)
-    if out=$(timeout 240 "$@" 2>&1); then
+    if out=$(timeout 150 "$@" 2>&1); then
       echo "$out" >>"$LOG"
       row "$name" ok "$(elapsed "$ts")"
       echo "$out" | grep -vE "^\s*$" | tail -12 | sed 's/^/    /'
