@@ -4,7 +4,8 @@
 //   kernels on CUDA and a fused kernel on the CPU. It computes softmax in its own accumulation type.
 // - kExact: the reference arithmetic written out (matmul, softmax, matmul), honouring softmax_fp32 the way the
 //   reference does (HF LLaMA: softmax in fp32; SAM and CLIP: in the input dtype). For bf16 parity runs.
-// Both agree to fp32 rounding on fp32 inputs (tests/nn/attention_test.cpp, and every *Parity test runs both).
+// Both meet every reference fixture at its fp32 tolerance: the ctest entry ParityExactAttention runs each *Parity
+// test again in exact mode ($M2SA_TEST_ATTENTION).
 //
 // The mode is per thread (like grad mode): AttentionModeGuard sets it for a scope. The M2SA model opens one with
 // its config's `m2sa.attention` in every entry point, and gradient checkpointing replays a forward with the mode
