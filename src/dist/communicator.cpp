@@ -356,6 +356,18 @@ c10::intrusive_ptr<c10d::Store> make_store(const DistEnv& env, std::chrono::mill
   }
 }
 
+// One process group of type PG (gloo or nccl) over `store`; a failure names the backend and the rank.
+template <class PG, class Options>
+c10::intrusive_ptr<PG> make_process_group(const char* backend, const c10::intrusive_ptr<c10d::Store>& store,
+                                          const DistEnv& env, const Options& opts) {
+  try {
+    return c10::make_intrusive<PG>(store, env.rank, env.world_size, opts);
+  } catch (const std::exception& e) {
+    fail("distributed: creating the ", backend, " process group failed on rank ", env.rank, " of ", env.world_size,
+         ": ", e.what());
+  }
+}
+
 }  // namespace
 #endif
 
@@ -399,13 +411,7 @@ std::unique_ptr<Communicator> make_communicator(const DistEnv& env, const CommOp
     } else {
       opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
     }
-    c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
-    try {
-      pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world_size, opts);
-    } catch (const std::exception& e) {
-      fail("distributed: creating the gloo process group failed on rank ", env.rank, " of ", env.world_size, ": ",
-           e.what());
-    }
+    auto pg = make_process_group<c10d::ProcessGroupGloo>("gloo", store, env, opts);
     spdlog::debug("rank {}/{}: gloo process group ready ({}:{})", env.rank, env.world_size, env.master_addr,
                   env.master_port);
     return std::make_unique<C10dCommunicator<c10d::ProcessGroupGloo>>(env, "gloo", options.device, timeout, store,
@@ -432,13 +438,7 @@ std::unique_ptr<Communicator> make_communicator(const DistEnv& env, const CommOp
   auto store = make_store(env, timeout);
   auto opts = c10d::ProcessGroupNCCL::Options::create();
   opts->timeout = timeout;
-  c10::intrusive_ptr<c10d::ProcessGroupNCCL> pg;
-  try {
-    pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, env.rank, env.world_size, opts);
-  } catch (const std::exception& e) {
-    fail("distributed: creating the nccl process group failed on rank ", env.rank, " of ", env.world_size, ": ",
-         e.what());
-  }
+  auto pg = make_process_group<c10d::ProcessGroupNCCL>("nccl", store, env, opts);
   return std::make_unique<C10dCommunicator<c10d::ProcessGroupNCCL>>(env, "nccl", options.device, timeout, store, pg);
 #else
   fail("distributed: nccl was requested but this build has no NCCL process group (needs a CUDA LibTorch with "
