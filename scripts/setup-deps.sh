@@ -4,7 +4,8 @@
 #   1. Debian 12 packages: compilers and build tools, OpenCV, the header-only libraries, GoogleTest, Gloo headers.
 #   2. LibTorch: the PyPI wheel torch==2.11.0 (CUDA 13.0, the LibTorch of the GPU machines) in a project-local
 #      virtual environment, .venv/ (M2SA_VENV overrides), plus the CUDA compiler wheels that the wheel's CMake
-#      config needs to configure (nvcc; nothing runs on a GPU here). The downloaded wheels stay in
+#      config needs to configure (nvcc; nothing runs on a GPU here), and tensorboard, whose EventAccumulator the
+#      tests use to read the event files that `m2sa train` writes. The downloaded wheels stay in
 #      ~/.cache/m2sa/wheels (M2SA_WHEELS), so a second checkout installs without downloading again.
 # scripts/torch-cmake-args.sh prints the CMake arguments that point a build at this LibTorch.
 set -euo pipefail
@@ -16,6 +17,7 @@ PKGS=(
   libgloo-dev             # c10d Gloo headers (the wheel ships c10d's headers but not gloo's)
   libopencv-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libgtest-dev
+  chromium                # the tests render `m2sa report`'s page in headless Chromium
 )
 
 missing=()
@@ -39,12 +41,12 @@ fi
 # cuda-toolkit 13.0.2 pins nvcc and cccl (<nv/target>, which cuda_fp16.h includes and the c10d NCCL headers reach)
 # to CUDA 13.0, but nvcc's own crt and nvvm dependencies are unpinned: a fresh resolve takes 13.5's, whose ptxas
 # fails nvcc 13.0's compiler check. So they are pinned here.
-TORCH_REQS=(torch==2.11.0 "cuda-toolkit[nvcc,cccl]==13.0.2" nvidia-cuda-nvcc==13.0.88 nvidia-cuda-crt==13.0.88
-            nvidia-nvvm==13.0.88)
+VENV_REQS=(torch==2.11.0 "cuda-toolkit[nvcc,cccl]==13.0.2" nvidia-cuda-nvcc==13.0.88 nvidia-cuda-crt==13.0.88
+            nvidia-nvvm==13.0.88 tensorboard==2.20.0)
 VENV=${M2SA_VENV:-.venv}
 WHEELS=${M2SA_WHEELS:-${XDG_CACHE_HOME:-$HOME/.cache}/m2sa/wheels}
 stamp="$VENV/.m2sa-torch-reqs"
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "${TORCH_REQS[*]}" ] && [ -x "$VENV/bin/python" ]; then
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "${VENV_REQS[*]}" ] && [ -x "$VENV/bin/python" ]; then
   echo "setup-deps: torch already installed in $VENV ($(cat "$stamp"))"
 else
   PY=python3
@@ -53,14 +55,14 @@ else
   # The wheels (about 3 GB) are kept in $WHEELS, so another checkout, or this one after `rm -rf .venv`, installs
   # without downloading again (pip's own cache kept none of them on these machines).
   pipq=("$VENV/bin/python" -m pip -q --disable-pip-version-check)
-  if ! "${pipq[@]}" install --progress-bar off --no-index --find-links "$WHEELS" "${TORCH_REQS[@]}" 2>/dev/null; then
-    echo "setup-deps: downloading ${TORCH_REQS[*]} into $WHEELS"
+  if ! "${pipq[@]}" install --progress-bar off --no-index --find-links "$WHEELS" "${VENV_REQS[@]}" 2>/dev/null; then
+    echo "setup-deps: downloading ${VENV_REQS[*]} into $WHEELS"
     mkdir -p "$WHEELS"
-    "${pipq[@]}" download --progress-bar off -d "$WHEELS" "${TORCH_REQS[@]}"
-    echo "setup-deps: installing ${TORCH_REQS[*]} into $VENV"
-    "${pipq[@]}" install --progress-bar off --no-index --find-links "$WHEELS" "${TORCH_REQS[@]}"
+    "${pipq[@]}" download --progress-bar off -d "$WHEELS" "${VENV_REQS[@]}"
+    echo "setup-deps: installing ${VENV_REQS[*]} into $VENV"
+    "${pipq[@]}" install --progress-bar off --no-index --find-links "$WHEELS" "${VENV_REQS[@]}"
   fi
-  echo "${TORCH_REQS[*]}" > "$stamp"
+  echo "${VENV_REQS[*]}" > "$stamp"
 fi
 # FindCUDA looks for lib64/ and an unversioned libcudart.so under the toolkit root; the wheels have neither.
 cuda_root=$("$VENV/bin/python" -c 'import nvidia, os; print(os.path.join(nvidia.__path__[0], "cu13"))')

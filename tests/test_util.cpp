@@ -123,9 +123,11 @@ std::string shell_quote(const std::string& s) {
 }
 }  // namespace
 
-CliResult run_cli(const std::vector<std::string>& args, const std::string& env, const fs::path& cwd) {
+namespace {
+CliResult run_shell(const std::string& program, const std::vector<std::string>& args, const std::string& env,
+                    const fs::path& cwd) {
   std::string cmd = (cwd.empty() ? "" : "cd " + shell_quote(cwd.string()) + " && ") + env + (env.empty() ? "" : " ") +
-                    shell_quote(M2SA_CLI_PATH);
+                    shell_quote(program);
   for (const auto& a : args) cmd += " " + shell_quote(a);
   cmd += " 2>&1";
   CliResult r{-1, ""};
@@ -137,6 +139,25 @@ CliResult run_cli(const std::vector<std::string>& args, const std::string& env, 
   int status = pclose(pipe);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return r;
+}
+}  // namespace
+
+CliResult run_cli(const std::vector<std::string>& args, const std::string& env, const fs::path& cwd) {
+  return run_shell(M2SA_CLI_PATH, args, env, cwd);
+}
+
+std::string test_python() {
+  if (const char* p = std::getenv("M2SA_TEST_PYTHON"); p != nullptr && *p != '\0') return p;
+  const char* venv = std::getenv("M2SA_VENV");
+  const fs::path py = (venv != nullptr && *venv != '\0' ? fs::path(venv) : fs::path(M2SA_SOURCE_DIR) / ".venv") /
+                      "bin" / "python";
+  return fs::exists(py) ? py.string() : "python3";
+}
+
+CliResult run_python(const std::vector<std::string>& args) { return run_shell(test_python(), args, "", {}); }
+
+CliResult run_program(const std::string& program, const std::vector<std::string>& args) {
+  return run_shell(program, args, "", {});
 }
 
 void write_bytes(const fs::path& path, const std::string& bytes) {

@@ -59,6 +59,14 @@ struct CliResult {
 CliResult run_cli(const std::vector<std::string>& args, const std::string& env = "",
                   const std::filesystem::path& cwd = {});
 
+// The Python of the test environment (scripts/setup-deps.sh installs tensorboard there): $M2SA_TEST_PYTHON, else
+// $M2SA_VENV/bin/python, else the checkout's .venv/bin/python, else python3. Tests that call run_python (like those
+// that call run_cli) are left out of the core-tier build (CMakeLists.txt, m2sa_core_tier).
+std::string test_python();
+CliResult run_python(const std::vector<std::string>& args);
+// Any program with arguments (each quoted for the shell), stdout + stderr.
+CliResult run_program(const std::string& program, const std::vector<std::string>& args);
+
 // The message of the exception `fn` throws ("" when it throws none), for tests of error messages.
 template <typename Fn>
 std::string error_of(Fn&& fn) {

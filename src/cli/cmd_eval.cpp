@@ -2,6 +2,7 @@
 //           [--model-config C] [--trainable FILE] [--tokenizer PATH] [--dataset-dir DIR] --split S [--split S ...]
 //           [--mode teacher-forced|generate] [--batch N] [--limit N] [--max-new-tokens N] [--precision auto|fp32|bf16]
 //           [--device auto|cpu|cuda|cuda:N] [--nproc N] [--out FILE.json|DIR] [--skip-bad] [--top-k K]
+//           [--tensorboard DIR [--tb-step N] [--previews N]]
 // Scores a model on one or more evaluation splits (eval/evaluator.h; docs/EVAL.md) with one model load: a table per
 // split on stdout and a JSON report per split (eval/report.h), written atomically. Distributed like `m2sa train`:
 // `--nproc N` starts N local ranks through the built-in launcher, a torchrun-style environment is used as it is;
@@ -30,7 +31,10 @@
 #include "m2sa/core/runtime.h"
 #include "m2sa/data/eval_datasets.h"
 #include "m2sa/eval/evaluator.h"
+#include "m2sa/eval/preview.h"
 #include "m2sa/eval/report.h"
+#include "m2sa/io/tensorboard_events.h"
+#include "m2sa/vision/image_io.h"
 #include "m2sa/infer/model_loading.h"
 #include "m2sa/dist/communicator.h"
 #include "m2sa/dist/launcher.h"
@@ -56,6 +60,9 @@ struct EvalArgs {
   bool skip_bad = false;
   int64_t top_k = 10;
   double timeout_s = 3600.0;
+  std::string tensorboard;  // event-file folder for the scores and previews ("" = none)
+  int64_t tb_step = 0;
+  int64_t previews = 4;
 };
 
 // Everything the ranks need, resolved and checked once.
@@ -303,6 +310,8 @@ int run_eval(const EvalArgs& a) {
   }
 
   std::vector<json> reports;
+  std::unique_ptr<io::EventWriter> events;
+  if (main && !a.tensorboard.empty()) events = std::make_unique<io::EventWriter>(a.tensorboard);
   for (std::size_t k = 0; k < plan.splits.size(); ++k) {
     const std::string& split = plan.splits[k];
     const data::EvalDataset& ds = *datasets[k];
@@ -361,6 +370,16 @@ int run_eval(const EvalArgs& a) {
     if (skip.count() > 0) std::cout << "  " << skip.summary() << "\n";
     std::cout << "  report: " << plan.outputs[k].string() << "\n" << std::flush;
     reports.push_back(report);
+    if (events) {
+      // Tags "eval/<split>/<mode>/giou": the split's own name keeps its '/', which TensorBoard groups by.
+      const std::string tag = "eval/" + split + "/" + eval::to_string(plan.mode) + "/";
+      events->add_scalar(tag + "giou", a.tb_step, report.at("giou").get<double>());
+      events->add_scalar(tag + "ciou", a.tb_step, report.at("ciou").get<double>());
+      for (const eval::Preview& p : eval::render_previews(loaded.model, loaded.tokenizer, ds, a.previews))
+        events->add_image("eval_preview/" + split + "/" + p.name, a.tb_step, encode_image(p.image, ".png"),
+                          p.image.size(0), p.image.size(1), 3);
+      std::cout << "  tensorboard: " << events->file().string() << "\n" << std::flush;
+    }
   }
   if (main && reports.size() > 1) std::cout << "\n" << eval::format_summary_table(reports) << std::flush;
   return 0;
@@ -399,6 +418,13 @@ Registrar register_eval({"eval", "Score a model on evaluation splits (gIoU / cIo
                      ->capture_default_str();
                  app.add_option("--timeout-s", a->timeout_s, "distributed: collective / rendezvous timeout")
                      ->capture_default_str();
+                 app.add_option("--tensorboard", a->tensorboard,
+                                "also write each split's gIoU / cIoU and GT | prediction previews (teacher-forced) "
+                                "as TensorBoard events into this folder");
+                 app.add_option("--tb-step", a->tb_step, "the step the TensorBoard events carry (e.g. the "
+                                                         "checkpoint's)")->capture_default_str();
+                 app.add_option("--previews", a->previews, "with --tensorboard: preview images per split")
+                     ->capture_default_str()->check(CLI::NonNegativeNumber);
                  return [a]() -> int { return run_eval(*a); };
                }});
 

@@ -16,6 +16,9 @@
 #include "m2sa/data/training_mix.h"
 #include "m2sa/eval/evaluator.h"
 #include "m2sa/infer/model_export.h"
+#include "m2sa/eval/preview.h"
+#include "m2sa/report/run_report.h"
+#include "m2sa/vision/image_io.h"
 #include "m2sa/infer/model_loading.h"
 #include "m2sa/io/weight_store.h"
 #include "m2sa/models/m2sa/m2sa_checkpoint.h"
@@ -42,7 +45,8 @@ json ValidationConfig::to_json() const {
               {"dataset_dir", dataset_dir.empty() ? json() : json(dataset_dir.string())},
               {"limit", limit},
               {"images_per_batch", images_per_batch},
-              {"every_steps", every_steps}};
+              {"every_steps", every_steps},
+              {"previews", previews}};
 }
 
 TrainingRunConfig TrainingRunConfig::from_json(const JsonReader& r) {
@@ -108,6 +112,7 @@ TrainingRunConfig TrainingRunConfig::from_json(const JsonReader& r) {
     c.validation.limit = vr.get_or("limit", c.validation.limit);
     c.validation.images_per_batch = vr.get_or("images_per_batch", c.validation.images_per_batch);
     c.validation.every_steps = vr.get_or("every_steps", c.validation.every_steps);
+    c.validation.previews = vr.get_or("previews", c.validation.previews);
     vr.finish();
   }
   const std::string stem = fs::path(r.file()).stem().string();
@@ -166,6 +171,7 @@ void TrainingRunConfig::validate(const std::string& where) const {
   }
   if (images_per_micro_batch < 1)
     fail(where, ": images_per_micro_batch: must be >= 1, got ", images_per_micro_batch);
+  if (validation.previews < 0) fail(where, ": validation.previews: must be >= 0, got ", validation.previews);
   if (validation.images_per_batch < 1)
     fail(where, ": validation.images_per_batch: must be >= 1, got ", validation.images_per_batch);
   if (validation.limit == 0 || validation.limit < -1)
@@ -323,6 +329,7 @@ class M2SATask {
     t.next_batch = [this](const StepInfo& info) { return next_batch(info); };
     t.forward = [this](const Batch& b, const StepInfo&) { return forward(b); };
     if (val_) t.validate = [this](const StepInfo& info, dist::Communicator& comm) { return validate(info, comm); };
+    if (val_ && config_.validation.previews > 0) t.previews = [this](const StepInfo&) { return previews(); };
     t.data_state = [this] {
       json s = mix_.state();
       s["position"] = position_;
@@ -385,6 +392,29 @@ class M2SATask {
     }();
     model_->train();
     return {{"giou", meter.giou()}, {"ciou", meter.ciou()}};
+  }
+
+  std::vector<PreviewImage> previews() {
+    model_->eval();
+    std::vector<eval::Preview> drawn;
+    try {
+      drawn = eval::render_previews(model_, tokenizer_, *val_, config_.validation.previews);
+    } catch (...) {
+      model_->train();
+      throw;
+    }
+    model_->train();
+    std::vector<PreviewImage> out;
+    for (const eval::Preview& p : drawn) {
+      PreviewImage img;
+      img.name = p.name;
+      img.png = encode_image(p.image, ".png");
+      img.height = p.image.size(0);
+      img.width = p.image.size(1);
+      img.info = p.info;
+      out.push_back(std::move(img));
+    }
+    return out;
   }
 
   const TrainingRunConfig& config_;
@@ -500,6 +530,14 @@ TrainingRunResult run_training(const TrainingRunConfig& config, const TrainingRu
   if (main) {
     if (mix.skipped().count() > 0) spdlog::warn("{}", mix.skipped().summary());
     if (mix.empty_draws() > 0) spdlog::info("{} empty draws were redrawn", mix.empty_draws());
+    // The page is for people: failing to write it is reported, and the run (already checkpointed) still succeeds.
+    try {
+      result.report = report::write_run_report({config.run_dir, {}, {}});
+      spdlog::info("run report: {} (TensorBoard: tensorboard --logdir {})", result.report.string(),
+                   (config.run_dir / "tb").string());
+    } catch (const std::exception& e) {
+      spdlog::warn("the run report was not written: {}", e.what());
+    }
     spdlog::info("training finished: steps {}..{} in {:.1f} s{}", result.summary.start_step, result.summary.end_step,
                  result.summary.seconds,
                  result.summary.best ? ", best " + result.summary.best->metric + " " +

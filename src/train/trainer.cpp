@@ -7,11 +7,13 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
 #include "m2sa/core/atomic_file.h"
 #include "m2sa/core/error.h"
+#include "m2sa/core/strings.h"
 
 namespace m2sa::train {
 namespace fs = std::filesystem;
@@ -172,6 +174,64 @@ void Trainer::write_metrics(const json& line) {
   out << line.dump() << "\n";
   out.flush();
   if (!out) spdlog::warn("cannot append to {}", metrics_path_.string());
+  if (!events_) return;
+  // Every number of the line, so that TensorBoard and metrics.jsonl never disagree; counters are left out.
+  const std::string type = line.at("type").get<std::string>();
+  const int64_t step = line.at("step").get<int64_t>();
+  try {
+    for (const auto& [key, value] : line.items())
+      if (value.is_number() && key != "step" && key != "epoch" && key != "samples" && key != "samples_seen")
+        events_->add_scalar(type + "/" + key, step, value.get<double>());
+  } catch (const std::exception& e) {
+    spdlog::warn("TensorBoard logging stops: {}", e.what());
+    events_.reset();
+  }
+}
+
+// Rank 0: a fresh run starts an empty event log and preview folder (as metrics.jsonl starts empty); a resumed run
+// drops what the interrupted run logged after its checkpoint, since those steps are replayed.
+void Trainer::open_event_log(bool resumed) {
+  if (!comm_.is_main()) return;
+  const fs::path tb = options_.run_dir / "tb", previews = options_.run_dir / "previews";
+  if (resumed) {
+    const int64_t removed = io::trim_events_after(tb, step_);
+    if (removed > 0) spdlog::info("resume: {} TensorBoard event(s) after step {} dropped from {}", removed, step_,
+                                  tb.string());
+    if (fs::is_directory(previews))
+      for (const auto& e : fs::directory_iterator(previews)) {
+        const std::string name = e.path().filename().string();
+        if (starts_with(name, "step-") && std::atoll(name.c_str() + 5) > step_) fs::remove_all(e.path());
+      }
+  } else {
+    for (const fs::path& f : io::event_files(tb)) fs::remove(f);
+    fs::remove_all(previews);
+  }
+  events_ = std::make_unique<io::EventWriter>(tb);
+}
+
+void Trainer::write_previews(const StepInfo& info) {
+  if (!task_.previews || !comm_.is_main()) return;
+  // Pictures are for people: a failure to draw or write them is reported and training goes on.
+  try {
+    const auto t0 = Clock::now();
+    const std::vector<PreviewImage> images = task_.previews(info);
+    const fs::path dir = options_.run_dir / "previews" / CheckpointManager::dir_name(step_);
+    json index = json::array();
+    for (const PreviewImage& p : images) {
+      const std::string file = p.name + ".png";
+      write_file_atomic(dir / file, p.png);
+      json entry = p.info;
+      entry["name"] = p.name;
+      entry["file"] = file;
+      index.push_back(entry);
+      if (events_) events_->add_image("val_preview/" + p.name, step_, p.png, p.height, p.width, p.channels);
+    }
+    write_file_atomic(dir / "previews.json", index.dump(2) + "\n");
+    spdlog::info("{} validation preview(s) written to {} ({:.1f} s)", images.size(), dir.string(),
+                 seconds_since(t0));
+  } catch (const std::exception& e) {
+    spdlog::warn("validation previews of step {} not written: {}", step_, e.what());
+  }
 }
 
 void Trainer::start(TrainSummary& summary) {
@@ -208,6 +268,7 @@ void Trainer::start(TrainSummary& summary) {
     params_.copy_masters_to_params();
     if (comm_.is_main()) write_file_atomic(metrics_path_, std::string());
   }
+  open_event_log(resumed);
   params_.zero_grads();
   summary.start_step = step_;
 }
@@ -341,6 +402,7 @@ std::optional<std::map<std::string, double>> Trainer::maybe_validate() {
     j["time_s"] = seconds_since(t0);
     write_metrics(j);
     spdlog::info("validation at step {}:{} ({:.1f} s)", step_, line, seconds_since(t0));
+    write_previews(info);
   }
   return metrics;
 }

@@ -99,10 +99,9 @@ at::Tensor read_image_rgb(const std::filesystem::path& path, const ImageLimits& 
   return decode_image_rgb(s.str(), path.string(), limits);
 }
 
-void write_image(const std::filesystem::path& path, const at::Tensor& image) {
+std::string encode_image(const at::Tensor& image, const std::string& ext) {
   M2SA_CHECK(image.scalar_type() == at::kByte && (image.dim() == 2 || (image.dim() == 3 && image.size(2) == 3)),
-             path.string(), ": write_image expects uint8 [H, W] or [H, W, 3], got ", image.scalar_type(), " ",
-             image.sizes());
+             "encode_image expects uint8 [H, W] or [H, W, 3], got ", image.scalar_type(), " ", image.sizes());
   at::Tensor img = image.contiguous().cpu();
   cv::Mat m;
   if (img.dim() == 2) {
@@ -111,11 +110,14 @@ void write_image(const std::filesystem::path& path, const at::Tensor& image) {
     cv::Mat rgb(static_cast<int>(img.size(0)), static_cast<int>(img.size(1)), CV_8UC3, img.data_ptr<uint8_t>());
     cv::cvtColor(rgb, m, cv::COLOR_RGB2BGR);
   }
-  std::string ext = path.extension().string();
-  if (ext.empty()) ext = ".png";
   std::vector<uchar> buf;
-  if (!cv::imencode(ext, m, buf)) fail(path.string(), ": cannot encode image as ", ext);
-  write_file_atomic(path, std::string_view(reinterpret_cast<const char*>(buf.data()), buf.size()));
+  if (!cv::imencode(ext, m, buf)) fail("cannot encode an image as ", ext);
+  return std::string(reinterpret_cast<const char*>(buf.data()), buf.size());
+}
+
+void write_image(const std::filesystem::path& path, const at::Tensor& image) {
+  const std::string ext = path.extension().empty() ? ".png" : path.extension().string();
+  write_file_atomic(path, with_context(path.string(), [&] { return encode_image(image, ext); }));
 }
 
 }  // namespace m2sa

@@ -4,11 +4,15 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "eval/eval_cli_world.h"
+#include "m2sa/eval/preview.h"
 #include "m2sa/eval/report.h"
+#include "m2sa/io/tensorboard_events.h"
+#include "m2sa/vision/image_io.h"
 
 namespace m2sa::test {
 namespace {
@@ -61,6 +65,47 @@ TEST(EvalCli, TeacherForcedValEqualsInProcessEvaluation) {
   // The table on stdout is the report's.
   EXPECT_NE(r.output.find(eval::format_report_table(report)), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("report: " + file.string()), std::string::npos) << r.output;
+}
+
+// --tensorboard: the split's scores at --tb-step and GT | prediction previews, which are the teacher-forced
+// predictions of the evaluator (their IoUs give the single-item evaluation's gIoU).
+TEST(EvalCli, TensorboardScalarsAndPreviews) {
+  EvalCliWorld& w = world();
+  TempDir out("m2sa_eval_tb");
+  const CliResult r = run_cli({"eval", "--model", w.model_dir.string(), "--dataset-dir", w.dataset_dir.string(),
+                               "--split", "val", "--out", (out / "val.json").string(), "--tensorboard",
+                               (out / "tb").string(), "--tb-step", "7", "--previews", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const json report = read_json(out / "val.json");
+  const std::vector<fs::path> files = io::event_files(out / "tb");
+  ASSERT_EQ(files.size(), 1u);
+  std::map<std::string, float> scalars;
+  std::vector<std::pair<std::string, std::string>> images;
+  for (const std::string& rec : io::read_tfrecords(files[0]).records) {
+    const io::DecodedEvent e = io::decode_event(rec, files[0].string());
+    for (const auto& v : e.values) {
+      EXPECT_EQ(e.step, 7);
+      if (v.simple_value) scalars[v.tag] = *v.simple_value;
+      if (v.image_png) images.emplace_back(v.tag, *v.image_png);
+    }
+  }
+  EXPECT_EQ(scalars.at("eval/val/teacher-forced/giou"), static_cast<float>(report.at("giou").get<double>()));
+  EXPECT_EQ(scalars.at("eval/val/teacher-forced/ciou"), static_cast<float>(report.at("ciou").get<double>()));
+  ASSERT_EQ(images.size(), 2u);
+  EXPECT_EQ(images[0].first, "eval_preview/val/item-0");
+  const at::Tensor png = decode_image_rgb(images[0].second, "preview");
+  EXPECT_GT(png.size(1), png.size(0));
+
+  const auto ds = data::make_eval_dataset("val", w.dataset_dir);
+  const std::vector<eval::Preview> previews = eval::render_previews(w.model, w.tokenizer, *ds, 2);
+  ASSERT_EQ(previews.size(), 2u);
+  EXPECT_TRUE(at::equal(previews[0].image, png));
+  const eval::SegMeter one = w.evaluate("val", eval::EvalMode::kTeacherForced, 8, /*limit=*/1);
+  const json& ious = previews[0].info.at("iou");
+  double sum = 0;
+  for (const json& v : ious) sum += v.get<double>();
+  EXPECT_NEAR(one.giou(), sum / (static_cast<double>(ious.size()) + 1e-5), 1e-9);
+  EXPECT_FALSE(previews[0].info.at("question").get<std::string>().empty());
 }
 
 TEST(EvalCli, GenerateOnATestSplitEqualsInProcessEvaluation) {

@@ -22,6 +22,7 @@
 #include "m2sa/io/safetensors.h"
 #include "m2sa/train/checkpoint.h"
 #include "m2sa/train/m2sa_training.h"
+#include "m2sa/vision/image_io.h"
 #include "test_util.h"
 
 namespace m2sa::train {
@@ -73,6 +74,22 @@ TEST(TrainM2SALearning, TinyFromScratchLearnsSyntheticScenes) {
   const double train_s = seconds_since(t0);
   ASSERT_EQ(r.summary.end_step, 400);
   ASSERT_FALSE(r.model_dir.empty());
+  // What a person looks at: TensorBoard (every scalar of metrics.jsonl once, previews at each validation), the
+  // previews of the last validation as files, and the report.
+  const test::CliResult tb = test::run_python({(test::repo_root() / "tests" / "tools" / "check_tensorboard.py").string(),
+                                               config.run_dir.string(), "--min-images", "4"});
+  EXPECT_EQ(tb.exit_code, 0) << tb.output;
+  std::printf("tensorboard: %s", tb.output.c_str());
+  const json previews = read_json_file(config.run_dir / "previews" / CheckpointManager::dir_name(400) / "previews.json");
+  ASSERT_EQ(previews.size(), 4u);
+  for (const json& p : previews) {
+    const at::Tensor img = read_image_rgb(config.run_dir / "previews" / CheckpointManager::dir_name(400) /
+                                          p.at("file").get<std::string>());
+    EXPECT_GT(img.size(1), img.size(0)) << "GT | prediction side by side";
+    EXPECT_FALSE(p.at("question").get<std::string>().empty());
+  }
+  EXPECT_EQ(r.report, config.run_dir / "report.html");
+  EXPECT_GT(fs::file_size(r.report), 10000u);
 
   // The exported model (the best checkpoint) scores what the validation said, teacher-forced.
   infer::ModelSource src;
@@ -254,6 +271,10 @@ TEST(TrainM2SAResume, SigkillMidRunThenResumeEndsWithIdenticalWeights) {
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_NE(resumed.output.find("resum"), std::string::npos) << resumed.output;
   EXPECT_EQ(max_abs_diff(reference, final_weights(tmp / "killed")), 0.0);
+  // The steps logged before the kill and replayed after the resume appear once in TensorBoard.
+  const test::CliResult tb = test::run_python(
+      {(test::repo_root() / "tests" / "tools" / "check_tensorboard.py").string(), (tmp / "killed").string()});
+  EXPECT_EQ(tb.exit_code, 0) << tb.output;
 }
 
 }  // namespace

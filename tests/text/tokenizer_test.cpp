@@ -27,11 +27,6 @@ namespace {
 
 using Ids = std::vector<int64_t>;
 
-// "A chat between ... questions. USER:" (33 pieces, ending "▁US" "ER" ":")
-const Ids kSystemUser = {319,  13563, 1546,  263,   12758, 5199,  322,   385,   23116, 21082, 20255,
-                         29889, 450,  20255, 4076,  8444,  29892, 13173, 29892, 322,   1248,  568,
-                         6089,  304,  278,   5199,  29915, 29879, 5155,  29889, 3148,  1001,  29901};
-
 Tokenizer& fixture_tokenizer() {
   static Tokenizer tok = Tokenizer::load(test::fixture("llama2_tokenizer.model"));
   return tok;

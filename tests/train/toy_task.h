@@ -10,6 +10,7 @@
 #include <torch/nn/module.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -88,6 +89,7 @@ struct ToyOptions {
   int64_t nan_at_global_micro = -1;  // make that micro-batch's loss NaN
   std::string first_step_lr = "deepspeed-0.15.3";
   bool bf16 = false;  // bf16 model weights and activations, fp32 masters and fp32 mask losses (the CUDA recipe)
+  std::function<std::vector<train::PreviewImage>(const train::StepInfo&)> previews;  // TrainTask::previews
 };
 
 // The model, its sampler and the TrainTask that plugs it into the Trainer.
@@ -160,6 +162,7 @@ class ToyTask {
       r.parts = {{"mask_bce", m.bce}, {"mask_dice", m.dice}};
       return r;
     };
+    t.previews = o_.previews;
     t.data_state = [this] { return json{{"draws", draws_}, {"drawn_for_step", drawn_for_step_}}; };
     t.restore_data_state = [this](const json& j) {
       draws_ = j.at("draws").get<int64_t>();

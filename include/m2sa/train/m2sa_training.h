@@ -80,6 +80,7 @@ struct ValidationConfig {
   int64_t limit = -1;                 // first N items only (-1: all)
   int64_t images_per_batch = 4;
   int64_t every_steps = 0;            // also every N optimizer steps (0: at epoch ends and the last step only)
+  int64_t previews = 4;               // GT | prediction pictures of the first N items at every validation (0: none)
 
   bool enabled() const { return !split.empty() && split != "none"; }
   json to_json() const;
@@ -139,11 +140,13 @@ struct TrainingRunResult {
   TrainSummary summary;
   std::filesystem::path run_dir;
   std::filesystem::path model_dir;  // <run_dir>/model when exported ("" otherwise)
+  std::filesystem::path report;     // <run_dir>/report.html (m2sa report), "" if it could not be written
   std::string config_hash;
   std::map<std::string, double> last_validation;
 };
 
-// Trains as configured. Rank 0 writes <run_dir>/train_config.json, metrics.jsonl and the checkpoints and logs;
+// Trains as configured. Rank 0 writes <run_dir>/train_config.json, metrics.jsonl, tb/ (TensorBoard), previews/,
+// report.html and the checkpoints and logs;
 // the other ranks stay quiet. Throws m2sa::Error naming the problem (config, data, non-finite loss with the
 // step and the batch's sources, a failed collective).
 TrainingRunResult run_training(const TrainingRunConfig& config, const TrainingRunOptions& options = {});

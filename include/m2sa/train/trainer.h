@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "m2sa/core/json_reader.h"
+#include "m2sa/io/tensorboard_events.h"
 #include "m2sa/train/adamw.h"
 #include "m2sa/train/checkpoint.h"
 #include "m2sa/dist/communicator.h"
@@ -101,6 +102,14 @@ struct StepReport {
   double step_time_s = 0;
 };
 
+// A picture logged at validation (TensorBoard image and <run_dir>/previews/step-NNNNNN/<name>.png).
+struct PreviewImage {
+  std::string name;  // file stem and TensorBoard tag suffix: [A-Za-z0-9_-]
+  std::string png;   // encoded PNG
+  int64_t height = 0, width = 0, channels = 3;
+  json info = json::object();  // caption fields for the report (question, answer, iou, ...)
+};
+
 struct TrainTask {
   std::function<Batch(const StepInfo&)> next_batch;
   std::function<ForwardResult(const Batch&, const StepInfo&)> forward;
@@ -108,6 +117,8 @@ struct TrainTask {
   // must return the same metrics on every rank
   // (reduce them with Communicator::all_reduce_sum).
   std::function<std::map<std::string, double>(const StepInfo&, dist::Communicator&)> validate;
+  // Optional: called on rank 0 only, after every validation: pictures of fixed validation items.
+  std::function<std::vector<PreviewImage>(const StepInfo&)> previews;
   // Optional: the sampler's state (opaque JSON, per rank) for exact resume.
   std::function<json()> data_state;
   std::function<void(const json&)> restore_data_state;
@@ -115,8 +126,10 @@ struct TrainTask {
   std::function<void(const StepReport&)> on_step;
 };
 
+// Rank 0 logs every metrics.jsonl scalar to TensorBoard event files in <run_dir>/tb/ too, as "<type>/<key>"
+// ("train/loss", "train/lr", "val/giou", ...), and the validation previews as images "val_preview/<name>".
 struct TrainerOptions {
-  std::filesystem::path run_dir;  // runs/<exp>: checkpoints/, metrics.jsonl
+  std::filesystem::path run_dir;  // runs/<exp>: checkpoints/, metrics.jsonl, tb/, previews/
   bool resume = false;            // continue from checkpoints/latest when there is one
   std::string config_hash;        // stored in checkpoints; resuming with another hash warns
   c10::Device device = c10::Device(c10::DeviceType::CPU);  // the training device (its RNG is checkpointed)
@@ -154,6 +167,8 @@ class Trainer {
   void resume_from_latest(bool& resumed);
   void save_checkpoint(bool new_best);
   void write_metrics(const json& line);
+  void open_event_log(bool resumed);
+  void write_previews(const StepInfo& info);
   void train_step();
   std::optional<std::map<std::string, double>> maybe_validate();
 
@@ -167,6 +182,7 @@ class Trainer {
   RngRegistry rng_;
   std::unique_ptr<CheckpointManager> checkpoints_;  // rank 0 only
   std::filesystem::path metrics_path_;
+  std::unique_ptr<io::EventWriter> events_;  // rank 0
   std::vector<std::string> part_names_;
   int64_t step_ = 0;
   int64_t samples_seen_ = 0;

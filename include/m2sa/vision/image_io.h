@@ -22,6 +22,9 @@ at::Tensor decode_image_rgb(const std::string& bytes, const std::string& name, c
 // Width and height from the file header (PNG, JPEG, BMP, GIF, WebP) without decoding; {0, 0} if unknown.
 std::pair<int64_t, int64_t> image_header_size(const std::string& bytes);
 
+// Encodes uint8 [H, W, 3] RGB or [H, W] gray as ".png" or ".jpg" bytes.
+std::string encode_image(const at::Tensor& image, const std::string& ext);
+
 // Writes uint8 [H, W, 3] RGB or [H, W] gray as PNG (or JPEG by extension), atomically.
 void write_image(const std::filesystem::path& path, const at::Tensor& image);
 
