@@ -2,6 +2,8 @@
 // Trains M2SA as the training config says (m2sa/train/m2sa_training.h; docs/TRAINING.md). One process by default;
 // `--nproc N` starts N local ranks (Gloo on the CPU, NCCL on CUDA) through the built-in launcher; under torchrun /
 // Slurm / mpirun the rendezvous comes from RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT.
+// SIGTERM / SIGINT to any rank (or to the launcher, which forwards it): every rank finishes the current step, the
+// checkpoint of that step is written, and the processes exit with kExitStopped (75); a second signal ends at once.
 #include <spdlog/spdlog.h>
 
 #include <cstdlib>
@@ -13,6 +15,7 @@
 #include "local_ranks.h"
 #include "m2sa/core/error.h"
 #include "m2sa/core/runtime.h"
+#include "m2sa/core/stop_request.h"
 #include "m2sa/dist/communicator.h"
 #include "m2sa/dist/launcher.h"
 #include "m2sa/train/m2sa_training.h"
@@ -42,14 +45,18 @@ int run_train(const TrainArgs& a) {
     return launch_local_ranks(a.nproc, std::move(args));
   }
 
+  // SIGTERM / SIGINT: finish the step, checkpoint, exit kStopped (docs/TRAINING.md, "Stopping and crashes").
+  install_stop_handlers();
   const dist::DistEnv env = dist::DistEnv::from_environment();
   // Only rank 0 logs progress; the others report warnings and errors.
   if (env.rank != 0 && spdlog::get_level() < spdlog::level::warn) spdlog::set_level(spdlog::level::warn);
   train::TrainingRunOptions options;
   options.resume = a.resume;
   const train::TrainingRunResult r = train::run_training(config, options);
+  if (r.summary.stopped) return kExitStopped;
   if (env.rank == 0) {
-    spdlog::info("run directory: {} (checkpoints/latest, checkpoints/best.json, metrics.jsonl)", r.run_dir.string());
+    spdlog::info("run directory: {} (checkpoints/latest, checkpoints/best.json, metrics.jsonl, tb/, report.html)",
+                 r.run_dir.string());
     for (const auto& [k, v] : r.last_validation) spdlog::info("last validation {}: {:.4f}", k, v);
   }
   return 0;

@@ -2,6 +2,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <csignal>
 #include <iostream>
 #include <map>
 
@@ -17,6 +18,9 @@ std::vector<Command>& commands() {
 
 int main(int argc, char** argv) {
   m2sa::reexec_with_malloc_tunables(argc, argv);
+  // Past a file size limit (RLIMIT_FSIZE, `ulimit -f`) write(2) then fails with EFBIG, which our writers report with
+  // the path, instead of SIGXFSZ killing the process in the middle of a checkpoint.
+  ::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"m2sa: multi-target, multi-granularity reasoning segmentation (M2SA) in C++"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "m2sa 0.1.0");

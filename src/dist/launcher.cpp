@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "m2sa/core/error.h"
+#include "m2sa/core/stop_request.h"
 
 extern char** environ;
 
@@ -223,19 +224,17 @@ int launch_local(int nproc, const LaunchOptions& options) {
   while (!all_done()) {
     read_output(50);
     reap();
+    // A signal to the launcher goes to every rank, which decides what it means (`m2sa train`: finish the step,
+    // checkpoint, exit kExitStopped; a second signal ends it at once). No SIGKILL deadline: a checkpoint of a large
+    // model may take a while, and a second signal is the way to end things at once.
     if (const int sig = g_forward_signal.exchange(0)) {
       for (auto& c : children)
         if (!c.exited) ::kill(c.pid, sig);
-      if (!terminating) {
-        terminating = true;
-        kill_deadline = std::chrono::steady_clock::now() +
-                        std::chrono::milliseconds(static_cast<int64_t>(options.kill_grace_s * 1000));
-        if (result == 0) result = 128 + sig;
-      }
     }
     if (failed_rank < 0) {
       for (auto& c : children) {
-        if (c.exited && c.status != 0) {
+        // A rank that stopped on request is not a failure: the others stop at the same step.
+        if (c.exited && c.status != 0 && c.status != kExitStopped) {
           failed_rank = c.rank;
           result = c.status;
           break;
@@ -279,6 +278,9 @@ int launch_local(int nproc, const LaunchOptions& options) {
   ::sigaction(SIGINT, &old_int, nullptr);
   ::sigaction(SIGTERM, &old_term, nullptr);
   if (failed_rank >= 0) std::fflush(stdout);
+  if (failed_rank < 0)
+    for (const auto& c : children)
+      if (c.status == kExitStopped) result = kExitStopped;
   return result;
 }
 

@@ -84,7 +84,16 @@ fs::path CheckpointManager::save(const CheckpointData& data, const std::optional
   std::error_code ec;
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp);
+  // A failed write (a full disk, a file size limit) leaves no partial directory behind; the previous checkpoints and
+  // `latest` are untouched until the rename below.
   with_context("writing checkpoint " + final_dir.string(), [&] {
+    struct RemoveUnfinished {
+      const fs::path& dir;
+      ~RemoveUnfinished() {
+        std::error_code ignored;
+        fs::remove_all(dir, ignored);
+      }
+    } remove_unfinished{tmp};
     write_safetensors(tmp / "trainable.safetensors", data.weights,
                       {{"format", "m2sa-trainable"}, {"step", std::to_string(data.step)}});
     hook("weights");

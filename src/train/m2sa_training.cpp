@@ -525,6 +525,7 @@ TrainingRunResult run_training(const TrainingRunConfig& config, const TrainingRu
   Trainer trainer(config.train, params, *comm, std::move(task), to);
   result.summary = trainer.run();
   result.last_validation = result.summary.last_validation;
+  if (result.summary.stopped) return result;  // not finished: no export and no report until the run resumes and ends
   if (main && config.export_model != "none")
     result.model_dir = export_trained_model(config, tm, result.summary, dtype);
   if (main) {

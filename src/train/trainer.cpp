@@ -13,6 +13,7 @@
 
 #include "m2sa/core/atomic_file.h"
 #include "m2sa/core/error.h"
+#include "m2sa/core/stop_request.h"
 #include "m2sa/core/strings.h"
 
 namespace m2sa::train {
@@ -475,8 +476,12 @@ void Trainer::train_step() {
   std::vector<double> stats{bad.empty() ? 0.0 : 1.0, static_cast<double>(samples), static_cast<double>(micros),
                             loss_sum};
   for (size_t i = 0; i < part_names_.size(); ++i) stats.push_back(i < part_sums.size() ? part_sums[i] : 0.0);
+  // The stop request rides on the same all-reduce: a signal that reached one rank stops all of them at this step.
+  const bool stop_here = options_.stop_requested ? options_.stop_requested() : stop_requested();
+  stats.push_back(stop_here ? 1.0 : 0.0);
   const std::string where = "step " + std::to_string(step_ + 1) + "/" + std::to_string(config_.total_steps());
   stats = with_context(where + ", reducing the losses", [&] { return comm_.all_reduce_sum(stats); });
+  stop_agreed_ = stats.back() > 0;
   if (stats[0] > 0) {
     const std::vector<std::string> reports = comm_.all_gather_bytes(bad);
     std::string msg;
@@ -580,7 +585,14 @@ TrainSummary Trainer::run() {
     }
     const bool epoch_end = step_ % config_.steps_per_epoch == 0;
     const bool due = config_.checkpoint_every > 0 && step_ % config_.checkpoint_every == 0;
-    if (epoch_end || due || step_ == config_.total_steps()) save_checkpoint(new_best);
+    if (epoch_end || due || step_ == config_.total_steps() || stop_agreed_) save_checkpoint(new_best);
+    if (stop_agreed_ && step_ < config_.total_steps()) {
+      summary.stopped = true;
+      if (comm_.is_main())
+        spdlog::warn("stopped on request after step {}/{}; its checkpoint is written: continue with --resume", step_,
+                     config_.total_steps());
+      break;
+    }
   }
   comm_.barrier();
   summary.end_step = step_;

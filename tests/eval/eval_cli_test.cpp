@@ -108,6 +108,20 @@ TEST(EvalCli, TensorboardScalarsAndPreviews) {
   EXPECT_FALSE(previews[0].info.at("question").get<std::string>().empty());
 }
 
+// A full disk (here a 1 KiB file size limit) while writing the report: the error names the report and the cause,
+// and neither the report nor a temp file is left behind.
+TEST(EvalCli, FullDiskReportIsAClearErrorWithoutPartialFiles) {
+  EvalCliWorld& w = world();
+  TempDir out("m2sa_eval_full");
+  const fs::path file = out / "val.json";
+  const CliResult r = run_cli({"eval", "--model", w.model_dir.string(), "--dataset-dir", w.dataset_dir.string(),
+                               "--split", "val", "--limit", "1", "--out", file.string()},
+                              "ulimit -f 1;");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find(file.string() + ": write failed: File too large"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::is_empty(out.path())) << "partial files left in " << out.path();
+}
+
 TEST(EvalCli, GenerateOnATestSplitEqualsInProcessEvaluation) {
   EvalCliWorld& w = world();
   TempDir out("m2sa_eval_out");

@@ -15,6 +15,7 @@
 
 #include "m2sa/core/json_reader.h"
 #include "m2sa/core/runtime.h"
+#include "m2sa/core/stop_request.h"
 #include "m2sa/data/eval_datasets.h"
 #include "m2sa/data/synth.h"
 #include "m2sa/eval/evaluator.h"
@@ -275,6 +276,152 @@ TEST(TrainM2SAResume, SigkillMidRunThenResumeEndsWithIdenticalWeights) {
   const test::CliResult tb = test::run_python(
       {(test::repo_root() / "tests" / "tools" / "check_tensorboard.py").string(), (tmp / "killed").string()});
   EXPECT_EQ(tb.exit_code, 0) << tb.output;
+}
+
+
+// ------------------------------------------------------------------------------------------------ stop and full disk
+
+// The highest step in <run_dir>/metrics.jsonl (0 while there is none): the trigger of the signal tests, so that they
+// wait for the run's own progress, not for a wall-clock delay.
+int64_t logged_step(const fs::path& run_dir) {
+  std::ifstream in(run_dir / "metrics.jsonl");
+  int64_t step = 0;
+  for (std::string line; std::getline(in, line);) {
+    try {
+      step = std::max(step, json::parse(line).value("step", int64_t{0}));
+    } catch (const std::exception&) {
+    }
+  }
+  return step;
+}
+
+bool wait_for_step(const fs::path& run_dir, int64_t step, pid_t pid) {
+  const auto t0 = Clock::now();
+  while (logged_step(run_dir) < step && seconds_since(t0) < 300) {
+    if (::waitpid(pid, nullptr, WNOHANG) == pid) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return logged_step(run_dir) >= step;
+}
+
+// The ranks the local launcher started (its children).
+std::vector<pid_t> child_pids(pid_t pid) {
+  std::vector<pid_t> out;
+  const auto t0 = Clock::now();
+  while (out.size() < 2 && seconds_since(t0) < 60) {
+    out.clear();
+    std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+    for (pid_t c; in >> c;) out.push_back(c);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return out;
+}
+
+std::vector<std::string> leftovers(const fs::path& checkpoints) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(checkpoints))
+    if (e.path().filename().string().rfind(".tmp", 0) == 0) out.push_back(e.path().filename().string());
+  return out;
+}
+
+// SIGTERM to one rank: every rank finishes the step, the checkpoint of that step is written, the job exits 75, and
+// --resume ends with the weights of an uninterrupted run.
+void sigterm_then_resume(int nproc) {
+  test::TempDir tmp("m2sa_train_stop");
+  const fs::path data = small_dataset(tmp);
+  const std::vector<std::string> procs = {"--nproc", std::to_string(nproc)};
+  const fs::path ref = write_small_config(tmp.path(), data, "ref", 8, 1, 100);
+  std::vector<std::string> args = {"train", "--config", ref.string()};
+  args.insert(args.end(), procs.begin(), procs.end());
+  const auto r = test::run_cli(args, kThreads);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  const fs::path run = write_small_config(tmp.path(), data, "stopped", 8, 1, 100);
+  args = {"train", "--config", run.string()};
+  args.insert(args.end(), procs.begin(), procs.end());
+  const pid_t pid = spawn_cli(args, tmp / "stopped.log");
+  ASSERT_TRUE(wait_for_step(tmp / "stopped", 2, pid)) << test::read_bytes(tmp / "stopped.log");
+  pid_t target = pid;
+  if (nproc > 1) {
+    const std::vector<pid_t> ranks = child_pids(pid);
+    ASSERT_EQ(ranks.size(), static_cast<size_t>(nproc)) << "the launcher's ranks";
+    target = ranks.back();  // one rank only, not rank 0 (which writes the checkpoint)
+  }
+  ::kill(target, SIGTERM);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  const std::string log = test::read_bytes(tmp / "stopped.log");
+  ASSERT_TRUE(WIFEXITED(status)) << log;
+  ASSERT_EQ(WEXITSTATUS(status), kExitStopped) << log;
+  EXPECT_NE(log.find("stopped on request after step"), std::string::npos) << log;
+  CheckpointOptions co;
+  co.dir = tmp / "stopped" / "checkpoints";
+  CheckpointManager cm(co);
+  ASSERT_TRUE(cm.latest().has_value()) << log;
+  const int64_t stopped_at = std::stoll(cm.latest()->filename().string().substr(5));
+  EXPECT_GE(stopped_at, 2);
+  EXPECT_LT(stopped_at, 8);
+  EXPECT_EQ(cm.step_dirs().size(), 1u) << "checkpoint_every 100: only the stop wrote one";
+  std::printf("SIGTERM to rank %d of %d: stopped after step %lld, exit status %d\n", nproc - 1, nproc,
+              static_cast<long long>(stopped_at), WEXITSTATUS(status));
+
+  args.push_back("--resume");
+  const auto resumed = test::run_cli(args, kThreads);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_EQ(max_abs_diff(final_weights(tmp / "ref"), final_weights(tmp / "stopped")), 0.0);
+  const test::CliResult tb = test::run_python(
+      {(test::repo_root() / "tests" / "tools" / "check_tensorboard.py").string(), (tmp / "stopped").string()});
+  EXPECT_EQ(tb.exit_code, 0) << tb.output;
+}
+
+TEST(TrainM2SAStop, SigtermStopsAtAStepBoundaryAndResumesBitExactly) { sigterm_then_resume(1); }
+
+TEST(TrainM2SAStop, SigtermToOneOfTwoGlooRanksStopsBothAndResumesBitExactly) { sigterm_then_resume(2); }
+
+// A second signal ends the job at once; the last complete checkpoint is still whole and resumable. Then a resume
+// under a file size limit (a full disk for the checkpoint) fails naming the file, leaves no partial checkpoint and
+// keeps `latest`; the next resume finishes with the uninterrupted run's weights.
+TEST(TrainM2SAStop, SecondSignalEndsAtOnceAndAFullDiskKeepsTheLastCheckpoint) {
+  test::TempDir tmp("m2sa_train_stop2");
+  const fs::path data = small_dataset(tmp);
+  const fs::path ref = write_small_config(tmp.path(), data, "ref", 8, 1, 1);
+  const auto r = test::run_cli({"train", "--config", ref.string()}, kThreads);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  const fs::path run = write_small_config(tmp.path(), data, "run", 8, 1, 1);
+  const pid_t pid = spawn_cli({"train", "--config", run.string()}, tmp / "run.log");
+  ASSERT_TRUE(wait_for_step(tmp / "run", 3, pid)) << test::read_bytes(tmp / "run.log");
+  ::kill(pid, SIGTERM);
+  // The handler has run once the stop message is in the log; the second signal then takes the default action.
+  const auto t0 = Clock::now();
+  while (test::read_bytes(tmp / "run.log").find("stop requested") == std::string::npos && seconds_since(t0) < 60)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) << test::read_bytes(tmp / "run.log");
+
+  const fs::path checkpoints = tmp / "run" / "checkpoints";
+  CheckpointOptions co;
+  co.dir = checkpoints;
+  CheckpointManager cm(co);
+  ASSERT_TRUE(cm.latest().has_value());
+  const fs::path latest = *cm.latest();
+  EXPECT_NO_THROW(SafetensorsReader(latest / "trainable.safetensors")) << latest;
+
+  // A full disk for the next checkpoint: files may not grow past half of trainable.safetensors.
+  const auto limit_kb = fs::file_size(latest / "trainable.safetensors") / 2048;
+  const auto full = test::run_cli({"train", "--config", run.string(), "--resume"},
+                                  kThreads + "; ulimit -f " + std::to_string(limit_kb) + ";");
+  EXPECT_NE(full.exit_code, 0) << full.output;
+  EXPECT_NE(full.output.find("trainable.safetensors: write failed: File too large"), std::string::npos) << full.output;
+  EXPECT_EQ(*CheckpointManager(co).latest(), latest) << "latest must still name the last complete checkpoint";
+  EXPECT_TRUE(leftovers(checkpoints).empty()) << "partial checkpoint left: " << leftovers(checkpoints).front();
+
+  const auto resumed = test::run_cli({"train", "--config", run.string(), "--resume"}, kThreads);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("resumed from " + latest.string()), std::string::npos) << resumed.output;
+  EXPECT_EQ(max_abs_diff(final_weights(tmp / "ref"), final_weights(tmp / "run")), 0.0);
 }
 
 }  // namespace

@@ -59,16 +59,13 @@ TEST(TrainCheckpoint, AnInterruptedSaveLeavesNoVisiblePartialCheckpoint) {
     };
     CheckpointManager m(o);
     EXPECT_THROW(m.save(data(2)), std::exception);
-    // The interrupted checkpoint is invisible: only step-000001, which `latest` names; a hidden temp dir remains.
+    // The failed checkpoint is invisible: only step-000001, which `latest` names. An error (a full disk) also
+    // removes its temp dir; one left by a kill is removed by clean_leftovers at the next start (TrainM2SAResume).
     EXPECT_EQ(names(m.step_dirs()), std::vector<std::string>{"step-000001"}) << stage;
     EXPECT_EQ(m.latest()->filename(), "step-000001");
     int hidden = 0;
     for (const auto& e : fs::directory_iterator(tmp / "ck")) hidden += e.path().filename().string()[0] == '.';
-    EXPECT_GE(hidden, 1);
-    m.clean_leftovers();
-    hidden = 0;
-    for (const auto& e : fs::directory_iterator(tmp / "ck")) hidden += e.path().filename().string()[0] == '.';
-    EXPECT_EQ(hidden, 0);
+    EXPECT_EQ(hidden, 0) << stage;
   }
   // Crash after the rename but before `latest` moved: the new directory is complete, latest still valid.
   test::TempDir tmp;

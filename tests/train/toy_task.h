@@ -90,6 +90,7 @@ struct ToyOptions {
   std::string first_step_lr = "deepspeed-0.15.3";
   bool bf16 = false;  // bf16 model weights and activations, fp32 masters and fp32 mask losses (the CUDA recipe)
   std::function<std::vector<train::PreviewImage>(const train::StepInfo&)> previews;  // TrainTask::previews
+  std::function<bool()> stop_requested;  // TrainerOptions::stop_requested
 };
 
 // The model, its sampler and the TrainTask that plugs it into the Trainer.
@@ -219,6 +220,7 @@ inline ToyRun run_toy(const ToyOptions& o, dist::Communicator& comm, const std::
   opts.resume = resume;
   opts.config_hash = "toy";
   opts.checkpoint_fault_hook = std::move(fault_hook);
+  opts.stop_requested = o.stop_requested;
   ToyRun out;
   train::TrainTask task = toy.task(comm.world_size());
   task.on_step = [&](const train::StepReport& r) {

@@ -96,6 +96,36 @@ TEST(TrainTrainer, ResumeContinuesBitForBit) {
   for (size_t i = 0; i < lines.size(); ++i) EXPECT_EQ(lines[i]["step"], static_cast<int64_t>(i + 1));
 }
 
+// A stop request (SIGTERM in `m2sa train`) seen during step 4 ends the run after that step with its checkpoint
+// (checkpoints are otherwise written at epoch ends only here); the resumed run ends bit for bit where an
+// uninterrupted one does.
+TEST(TrainTrainer, StopRequestCheckpointsTheStepAndResumesExactly) {
+  test::ToyOptions o;
+  o.steps = 8;
+  o.checkpoint_every = 0;
+  auto comm = dist::make_local_communicator();
+  test::TempDir a, b;
+  const test::ToyRun full = test::run_toy(o, *comm, a.path());
+  int64_t polls = 0;
+  test::ToyOptions stopping = o;
+  stopping.stop_requested = [&polls] { return ++polls >= 4; };
+  const test::ToyRun stopped = test::run_toy(stopping, *comm, b.path());
+  EXPECT_TRUE(stopped.summary.stopped);
+  EXPECT_EQ(stopped.summary.end_step, 4);
+  CheckpointManager m({b / "checkpoints", 2, {}});
+  ASSERT_EQ(m.step_dirs().size(), 1u);
+  EXPECT_EQ(m.latest()->filename(), "step-000004");
+  const test::ToyRun resumed = test::run_toy(o, *comm, b.path(), /*resume=*/true);
+  EXPECT_FALSE(resumed.summary.stopped);
+  EXPECT_EQ(resumed.summary.start_step, 4);
+  EXPECT_EQ(max_diff(full.masters, resumed.masters), 0.0);
+  // A request during the last step is just the end of the run.
+  test::TempDir c;
+  stopping.stop_requested = [] { return true; };
+  stopping.steps = 1;
+  EXPECT_FALSE(test::run_toy(stopping, *comm, c.path()).summary.stopped);
+}
+
 TEST(TrainTrainer, Bf16WeightsTrainThroughFp32MastersAndResumeExactly) {
   test::ToyOptions o;
   o.bf16 = true;

@@ -27,8 +27,9 @@ struct LaunchOptions {
   bool stop_others_on_failure = true;
 };
 
-// Runs the children and waits for all of them. Returns 0 when every child exits with 0, else the exit status of
-// the first child that failed (128 + signal number when it was killed by a signal).
+// Runs the children and waits for all of them. Returns 0 when every child exits with 0, kExitStopped when they
+// stopped on request (core/stop_request.h; SIGTERM / SIGINT to the launcher are forwarded to every child), else the
+// exit status of the first child that failed (128 + signal number when it was killed by a signal).
 int launch_local(int nproc, const LaunchOptions& options);
 
 // A TCP port that is free on 127.0.0.1 right now.

@@ -135,6 +135,10 @@ struct TrainerOptions {
   c10::Device device = c10::Device(c10::DeviceType::CPU);  // the training device (its RNG is checkpointed)
   std::function<void(const std::string& stage)> checkpoint_fault_hook;  // tests: see CheckpointOptions
   int64_t validate_every = 0;  // also validate every N optimizer steps (0: at epoch ends and the last step only)
+  // Polled on every rank once per step (default: m2sa::stop_requested(), set by SIGTERM / SIGINT once
+  // install_stop_handlers() ran). When it is true on any rank, every rank finishes the step, the checkpoint of that
+  // step is written, and run() returns with TrainSummary::stopped.
+  std::function<bool()> stop_requested;
 };
 
 struct TrainSummary {
@@ -143,6 +147,7 @@ struct TrainSummary {
   double seconds = 0;
   std::optional<BestCheckpoint> best;
   std::map<std::string, double> last_validation;
+  bool stopped = false;  // ended early on a stop request, after writing the checkpoint of end_step
 };
 
 class Trainer {
@@ -189,6 +194,7 @@ class Trainer {
   double elapsed_before_ = 0;  // training seconds of earlier runs (resume)
   std::optional<BestCheckpoint> best_;
   std::map<std::string, double> last_validation_;
+  bool stop_agreed_ = false;  // some rank asked to stop during the last step
   double run_seconds_ = 0;
   int64_t run_steps_ = 0;
   int64_t run_samples_ = 0;
