@@ -12,6 +12,7 @@
 
 #include "m2sa/core/atomic_file.h"
 #include "m2sa/core/error.h"
+#include "m2sa/core/json_reader.h"
 
 namespace m2sa::train {
 namespace fs = std::filesystem;
@@ -243,13 +244,13 @@ void Trainer::resume_from_latest(bool& resumed) {
   params_.copy_masters_to_params();
 
   const std::string where = "checkpoint state.json";
-  step_ = state.at("step").get<int64_t>();
-  optimizer_.set_steps(state.at("optimizer_steps").get<int64_t>());
+  step_ = json_int(state.at("step"), where + ": step", 0);
+  optimizer_.set_steps(json_int(state.at("optimizer_steps"), where + ": optimizer_steps", 0));
   samples_seen_ = state.value("samples_seen", int64_t{0});
   elapsed_before_ = state.value("elapsed_s", 0.0);
   if (state.contains("best") && state["best"].is_object()) {
     BestCheckpoint b;
-    b.step = state["best"].at("step").get<int64_t>();
+    b.step = json_int(state["best"].at("step"), where + ": best.step", 0);
     b.metric = state["best"].at("metric").get<std::string>();
     b.value = state["best"].at("value").get<double>();
     best_ = b;
