@@ -183,8 +183,8 @@ void Trainer::start(TrainSummary& summary) {
     try {
       fs::create_directories(options_.run_dir);
       checkpoints_->clean_leftovers();
-      const auto latest = checkpoints_->latest();
-      if (options_.resume && latest) {
+      const auto point = options_.resume ? checkpoints_->resume_point() : std::nullopt;
+      if (point) {
         decision = "resume";
       } else if (!options_.resume && !checkpoints_->step_dirs().empty()) {
         decision = "error:" + options_.run_dir.string() +
@@ -219,7 +219,7 @@ void Trainer::resume_from_latest(bool& resumed) {
   std::optional<LoadedCheckpoint> ck;
   if (comm_.is_main()) {
     try {
-      ck = load_checkpoint(*checkpoints_->latest());
+      ck = load_checkpoint(*checkpoints_->resume_point());
       params_.check_layout(*ck->weights);
       const json& s = ck->state;
       const int saved_world = s.value("world_size", 0);
@@ -280,7 +280,7 @@ void Trainer::resume_from_latest(bool& resumed) {
     write_file_atomic(metrics_path_, kept);
     if (best_ && fs::is_directory(checkpoints_->dir() / CheckpointManager::dir_name(best_->step)))
       checkpoints_->set_best(*best_);
-    spdlog::info("resumed from {} at step {}/{}", checkpoints_->latest()->string(), step_, config_.total_steps());
+    spdlog::info("resumed from {} at step {}/{}", ck->dir.string(), step_, config_.total_steps());
   }
   resumed = true;
 }
