@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Configures and builds m2sa into build/ (Release, Ninja, ccache, lld) against the LibTorch of scripts/setup-deps.sh
-# (scripts/torch-cmake-args.sh). Extra args go to cmake. TARGETS="m2sa" builds only those targets (the demo needs
-# the CLI alone); default: everything.
+# (scripts/torch-cmake-args.sh). Extra args go to cmake, which then configures again even when the build folder
+# exists (e.g. `bash scripts/build.sh -DM2SA_WITH_NCCL=OFF`); without any, an existing folder is only built.
+# TARGETS="m2sa" builds only those targets (the demo needs the CLI alone); default: everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
@@ -15,7 +16,7 @@ if [ -f "$BUILD_DIR/CMakeCache.txt" ] && ! grep -q "^Torch_DIR:PATH=$torch_prefi
   echo "build: $BUILD_DIR was configured against another LibTorch; configuring again"
   rm -f "$BUILD_DIR/CMakeCache.txt" "$BUILD_DIR/build.ninja"
 fi
-if [ ! -f "$BUILD_DIR/build.ninja" ]; then
+if [ ! -f "$BUILD_DIR/build.ninja" ] || [ $# -gt 0 ]; then
   cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release "${torch_args[@]}" "$@"
 fi
 start=$(date +%s)

@@ -7,6 +7,24 @@
 
 namespace m2sa {
 
+int64_t json_int(const json& v, const std::string& where, int64_t lo, int64_t hi) {
+  if (!v.is_number_integer()) fail(where, ": expected an integer, got ", v.dump());
+  if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(hi))
+    fail(where, ": ", v.dump(), " is out of range (expected an integer in [", lo, ", ", hi, "])");
+  const int64_t i = v.is_number_unsigned() ? static_cast<int64_t>(v.get<uint64_t>()) : v.get<int64_t>();
+  if (i < lo || i > hi) fail(where, ": ", v.dump(), " is out of range (expected an integer in [", lo, ", ", hi, "])");
+  return i;
+}
+
+uint64_t json_uint(const json& v, const std::string& where, uint64_t hi) {
+  if (!v.is_number_integer()) fail(where, ": expected an integer, got ", v.dump());
+  if (!v.is_number_unsigned() && v.get<int64_t>() < 0)
+    fail(where, ": ", v.dump(), " is out of range (expected an integer in [0, ", hi, "])");
+  const uint64_t u = v.get<uint64_t>();
+  if (u > hi) fail(where, ": ", v.dump(), " is out of range (expected an integer in [0, ", hi, "])");
+  return u;
+}
+
 json read_json_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path.string(), ": cannot open JSON file");

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "m2sa/core/error.h"
+#include "m2sa/core/json_reader.h"
 #include "m2sa/data/dataset.h"
 
 namespace m2sa::data::detail {
@@ -45,7 +46,11 @@ inline const std::string& need_string(const json& obj, const char* key, const st
 inline int64_t need_int(const json& obj, const char* key, const std::string& where) {
   const json& v = need(obj, key, where);
   if (!v.is_number_integer()) bad_entry(where, ": field \"", key, "\" must be an integer, got ", type_of(v));
-  return v.get<int64_t>();
+  try {
+    return json_int(v, where + ": field \"" + key + "\"");
+  } catch (const Error& e) {
+    bad_entry(e.what());
+  }
 }
 
 inline const json& need_array(const json& obj, const char* key, const std::string& where) {

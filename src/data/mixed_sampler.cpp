@@ -78,15 +78,15 @@ void MixedSampler::restore(const json& s) {
     return s[key];
   };
   if (need("version") != 1) fail("sampler state: version ", need("version").dump(), " is not supported (expected 1)");
-  if (need("seed").get<uint64_t>() != seed_)
+  if (json_uint(need("seed"), "sampler state: seed") != seed_)
     fail("sampler state: it was saved with seed ", need("seed").dump(), " but this run uses seed ", seed_);
-  if (need("rank").get<int>() != rank_)
+  if (json_int(need("rank"), "sampler state: rank") != rank_)
     fail("sampler state: it was saved by rank ", need("rank").dump(), " but is restored on rank ", rank_);
   const json current = state()["families"];
   if (need("families") != current)
     fail("sampler state: the dataset mix changed since it was saved (saved ", need("families").dump(), ", now ",
          current.dump(), "); resuming would not continue the same stream");
-  const int64_t pos = need("position").get<int64_t>();
+  const int64_t pos = json_int(need("position"), "sampler state: position");
   if (pos < 0) fail("sampler state: negative position ", pos);
   position_ = pos;
 }

@@ -97,7 +97,15 @@ ReasonSegAnnotation read_reason_seg_json(const fs::path& json_path, int64_t heig
   }
   const json& is_sentence = detail::need(anno, "is_sentence", where);
   if (!is_sentence.is_boolean() && !is_sentence.is_number_integer()) bad_entry(where, ": \"is_sentence\" must be a boolean");
-  out.is_sentence = is_sentence.is_boolean() ? is_sentence.get<bool>() : is_sentence.get<int64_t>() != 0;
+  if (is_sentence.is_boolean()) {
+    out.is_sentence = is_sentence.get<bool>();
+  } else {
+    try {
+      out.is_sentence = json_int(is_sentence, where + ": \"is_sentence\"") != 0;
+    } catch (const Error& e) {
+      bad_entry(e.what());
+    }
+  }
 
   // Valid shapes and their filled areas.
   struct Shape {

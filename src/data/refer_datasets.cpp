@@ -246,7 +246,7 @@ RefCocomEvalDataset::RefCocomEvalDataset(const fs::path& dataset_dir, const std:
       it.index = static_cast<int64_t>(i);
       it.img_name = detail::need_string(root[i], "img_name", where);
       const json& seg = detail::need(root[i], "segment_id", where);
-      if (seg.is_number_integer()) it.segment_id = std::to_string(seg.get<int64_t>());
+      if (seg.is_number_integer()) it.segment_id = std::to_string(detail::need_int(root[i], "segment_id", where));
       else if (seg.is_string()) it.segment_id = seg.get<std::string>();
       else bad_entry(where, ": segment_id must be an integer or a string");
       const json& sents = detail::need_array(root[i], "sentences", where);

@@ -81,7 +81,9 @@ json entry_to_json(const Entry& e) {
 
 Entry entry_from_json(const json& j, EvalMode mode) {
   Entry e;
-  e.index = j.at("i").get<int64_t>();
+  // Written by score_to_json on another rank; read as strictly as any input all the same.
+  const std::string where = "evaluation shard entry";
+  e.index = json_int(j.at("i"), where + ": i", 0);
   if (j.contains("bad")) {
     e.bad = true;
     e.bad_dataset = j.at("bad").at(0).get<std::string>();
@@ -90,15 +92,15 @@ Entry entry_from_json(const json& j, EvalMode mode) {
   }
   ImageScore& s = e.score;
   s.mode = mode;
-  s.num_gt = j.at("g").get<int64_t>();
-  s.num_pred = j.at("p").get<int64_t>();
+  s.num_gt = json_int(j.at("g"), where + ": g", 0);
+  s.num_pred = json_int(j.at("p"), where + ": p", 0);
   s.skipped = j.at("s").get<bool>();
   for (const json& m : j.at("m")) {
     MaskScore ms;
-    ms.pred_index = m.at(0).get<int64_t>();
-    ms.intersection = m.at(1).get<int64_t>();
-    ms.union_ = m.at(2).get<int64_t>();
-    ms.iou = double_of(m.at(3).get<uint64_t>());
+    ms.pred_index = json_int(m.at(0), where + ": m[0]", -1);
+    ms.intersection = json_int(m.at(1), where + ": m[1]", 0);
+    ms.union_ = json_int(m.at(2), where + ": m[2]", 0);
+    ms.iou = double_of(json_uint(m.at(3), where + ": m[3]"));
     s.masks.push_back(ms);
   }
   s.extra_predictions = j.at("x").get<std::vector<int64_t>>();

@@ -105,7 +105,9 @@ ImageScore score_generate(const at::Tensor& pred, const at::Tensor& gt, const at
     const std::vector<int64_t> col = max_score_assignment(iou, ng, np);
     for (int64_t i = 0; i < ng; ++i) {
       const int64_t j = col[static_cast<size_t>(i)];
-      if (j < 0) continue;
+      // An assignment of IoU 0 matches nothing: which non-overlapping prediction the solver picks is a tie, and
+      // its area must not reach the cIoU union. The GT mask stays unmatched (union = its area).
+      if (j < 0 || !(iou[static_cast<size_t>(i * np + j)] > 0.0)) continue;
       MaskScore& m = s.masks[static_cast<size_t>(i)];
       m.pred_index = j;
       m.intersection = ip[i * np + j];

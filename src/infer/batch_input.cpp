@@ -41,7 +41,7 @@ BatchItem parse_line(const std::string& text, const std::string& where, int64_t 
     const json& id = j["id"];
     M2SA_CHECK(id.is_string() || id.is_number_integer(), where, ": \"id\" must be a string or an integer, got ",
                dump_json(id, -1));
-    item.id = id.is_string() ? id.get<std::string>() : std::to_string(id.get<int64_t>());
+    item.id = id.is_string() ? id.get<std::string>() : std::to_string(json_int(id, where + ": \"id\""));
     item.folder = sanitize_file_name(item.id, 64);
     M2SA_CHECK(!item.folder.empty(), where, ": \"id\" \"", item.id,
                "\" has no letters or digits to name its output folder");

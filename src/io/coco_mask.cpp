@@ -131,27 +131,86 @@ Rle encode(const at::Tensor& mask) {
   return encode(m.data_ptr<uint8_t>(), m.size(0), m.size(1));
 }
 
-// ---- polygons (maskApi.c rleFrPoly; kept statement by statement so the arithmetic is the same) ----
+// ---- polygons (maskApi.c rleFrPoly, same arithmetic) ----
+//
+// rleFrPoly walks every edge in 5x upsampled steps and keeps the points where the walk enters a new pixel
+// column; points outside the image's columns are dropped and y is clamped to [0, h]. The walk is as long as the
+// polygon, not the image: a coordinate of 1e8 asks for gigabytes of walk points. Here each edge is walked only
+// where it can yield a kept point, with the same expressions for every point it does compute, so the result is
+// maskApi.c's exactly (tests/io/coco_mask_test.cpp compares with a straight port on random polygons):
+//  - a shallow edge (|dx| >= |dy|) steps one column per point: only the steps inside the image's columns;
+//  - a steep edge steps one row per point: rows inside the image exactly; above or below the image y clamps to
+//    0 or h, so there only the columns the walk crosses matter, and those are all the integers between the
+//    columns where that part of the walk starts and ends (a steep walk moves at most one column per step).
+
+namespace {
+
+struct PolyBoundary {
+  int64_t h, w;
+  std::vector<int64_t> points;  // column-major pixel index x * h + y of each kept boundary point
+
+  // A kept point: upsampled column `xd_up` (kept when it is the centre of a column of the image), and the
+  // y of maskApi.c's `yd` before the clamp.
+  void add(int64_t xd_up, double by) {
+    double xd = static_cast<double>(xd_up);
+    xd = (xd + .5) / 5 - .5;
+    if (std::floor(xd) != xd || xd < 0 || xd > static_cast<double>(w - 1)) return;
+    points.push_back(static_cast<int64_t>(xd) * h + static_cast<int64_t>(by));
+  }
+  double clamp_y(int64_t yd_up) const {
+    double yd = static_cast<double>(yd_up);
+    yd = (yd + .5) / 5 - .5;
+    if (yd < 0) yd = 0;
+    else if (yd > static_cast<double>(h)) yd = static_cast<double>(h);
+    return std::ceil(yd);
+  }
+  // The step from walk point (pu, pv) to (cu, cv).
+  void step(int64_t pu, int64_t pv, int64_t cu, int64_t cv) {
+    if (cu == pu) return;
+    add(cu < pu ? cu : cu - 1, clamp_y(std::min(cv, pv)));
+  }
+  // Every column boundary between upsampled columns u0 and u1 crossed at clamped y `by`.
+  void crossings(int64_t u0, int64_t u1, double by) {
+    const int64_t lo = std::max<int64_t>(std::min(u0, u1), 2), hi = std::min<int64_t>(std::max(u0, u1) - 1, 5 * w - 3);
+    for (int64_t xd_up = lo + ((2 - lo) % 5 + 5) % 5; xd_up <= hi; xd_up += 5) add(xd_up, by);
+  }
+};
+
+// Walk points d in [a, b] of one edge as pairs (d - 1, d), each point as maskApi.c computes it.
+template <typename PointFn>
+void poly_walk(PolyBoundary& out, const PointFn& point, int64_t a, int64_t b) {
+  if (a > b) return;
+  auto [pu, pv] = point(a - 1);
+  for (int64_t d = a; d <= b; ++d) {
+    auto [cu, cv] = point(d);
+    out.step(pu, pv, cu, cv);
+    pu = cu;
+    pv = cv;
+  }
+}
+
+}  // namespace
 
 Rle from_polygon(const std::vector<double>& xy, int64_t h_, int64_t w_) {
   M2SA_CHECK(h_ >= 0 && w_ >= 0, "coco::from_polygon: negative image size [", h_, ", ", w_, "]");
+  M2SA_CHECK(w_ == 0 || h_ <= int64_t(std::numeric_limits<uint32_t>::max()) / w_, "coco::from_polygon: image of ",
+             h_, " x ", w_, " pixels is too large for COCO RLE (32-bit counts)");
   const std::size_t k0 = xy.size() / 2;
   M2SA_CHECK(k0 >= 1, "coco::from_polygon: a polygon needs at least one point, got ", xy.size(), " numbers");
   for (double v : xy)
     M2SA_CHECK(std::isfinite(v) && std::fabs(v) < 1e8, "coco::from_polygon: coordinate ", v, " is not a finite number");
   const uint64_t h = static_cast<uint64_t>(h_), w = static_cast<uint64_t>(w_);
   const double scale = 5;
-  std::size_t k = k0;
+  const std::size_t k = k0;
+  // |coordinate| < 1e8, so every upsampled value and difference fits an int, as in maskApi.c.
   std::vector<int> x(k + 1), y(k + 1);
   for (std::size_t j = 0; j < k; ++j) x[j] = static_cast<int>(scale * xy[j * 2 + 0] + .5);
   x[k] = x[0];
   for (std::size_t j = 0; j < k; ++j) y[j] = static_cast<int>(scale * xy[j * 2 + 1] + .5);
   y[k] = y[0];
-  std::size_t m = 0;
-  for (std::size_t j = 0; j < k; ++j)
-    m += static_cast<std::size_t>(std::max(std::abs(x[j] - x[j + 1]), std::abs(y[j] - y[j + 1]))) + 1;
-  std::vector<int> u(m), v(m);
-  m = 0;
+  PolyBoundary boundary{h_, w_, {}};
+  // The step into an edge's first point (the previous edge's last point, the same vertex) never changes column,
+  // so each edge is walked on its own: pairs (d - 1, d) for d in 1..D.
   for (std::size_t j = 0; j < k; ++j) {
     int xs = x[j], xe = x[j + 1], ys = y[j], ye = y[j + 1];
     const int dx = std::abs(xe - xs), dy = std::abs(ys - ye);
@@ -161,49 +220,49 @@ Rle from_polygon(const std::vector<double>& xy, int64_t h_, int64_t w_) {
       std::swap(ys, ye);
     }
     const double s = dx >= dy ? static_cast<double>(ye - ys) / dx : static_cast<double>(xe - xs) / dy;
+    const int64_t D = dx >= dy ? dx : dy;
+    auto tof = [&](int64_t d) { return flip ? D - d : d; };
     if (dx >= dy) {
-      for (int d = 0; d <= dx; ++d) {
-        const int t = flip ? dx - d : d;
-        u[m] = t + xs;
-        v[m] = static_cast<int>(ys + s * t + .5);
-        ++m;
-      }
+      auto point = [&](int64_t d) {
+        const int64_t t = tof(d);
+        return std::pair<int64_t, int64_t>(t + xs, static_cast<int>(ys + s * t + .5));
+      };
+      // Kept steps end in upsampled columns 2 .. 5w-2; u = t + xs moves one column per step.
+      const int64_t u_lo = -1, u_hi = 5 * static_cast<int64_t>(w) + 1;
+      const int64_t a = flip ? D + xs - u_hi : u_lo - xs, b = flip ? D + xs - u_lo : u_hi - xs;
+      poly_walk(boundary, point, std::max<int64_t>(a, 1), std::min<int64_t>(b, D));
     } else {
-      for (int d = 0; d <= dy; ++d) {
-        const int t = flip ? dy - d : d;
-        v[m] = t + ys;
-        u[m] = static_cast<int>(xs + s * t + .5);
-        ++m;
+      auto point = [&](int64_t d) {
+        const int64_t t = tof(d);
+        return std::pair<int64_t, int64_t>(static_cast<int>(xs + s * t + .5), t + ys);
+      };
+      // Pairs whose lower row min(pv, cv) lies in 0 .. 5h+2 are walked; below it y clamps to 0, above to h.
+      // min(pv, cv) is d - 1 + ys, or D - d + ys when flipped.
+      const int64_t v_hi = 5 * static_cast<int64_t>(h) + 2;
+      const int64_t a = std::max<int64_t>(flip ? D + ys - v_hi : 1 - ys, 1);
+      const int64_t b = std::min<int64_t>(flip ? D + ys : v_hi + 1 - ys, D);
+      auto clamped = [&](int64_t from, int64_t to) {  // pairs from..to, all outside the image's rows
+        if (from > to) return;
+        const int64_t low_row = flip ? D - from + ys : from - 1 + ys;
+        boundary.crossings(point(from - 1).first, point(to).first, low_row < 0 ? 0.0 : static_cast<double>(h));
+      };
+      if (a > b) {
+        clamped(1, D);
+      } else {
+        clamped(1, a - 1);
+        poly_walk(boundary, point, a, b);
+        clamped(b + 1, D);
       }
     }
   }
-  // points along the y-boundary, downsampled
-  k = m;
-  m = 0;
-  std::vector<int> bx(k), by(k);
-  for (std::size_t j = 1; j < k; ++j) {
-    if (u[j] == u[j - 1]) continue;
-    double xd = static_cast<double>(u[j] < u[j - 1] ? u[j] : u[j] - 1);
-    xd = (xd + .5) / scale - .5;
-    if (std::floor(xd) != xd || xd < 0 || xd > static_cast<double>(w - 1)) continue;
-    double yd = static_cast<double>(v[j] < v[j - 1] ? v[j] : v[j - 1]);
-    yd = (yd + .5) / scale - .5;
-    if (yd < 0) yd = 0;
-    else if (yd > static_cast<double>(h)) yd = static_cast<double>(h);
-    yd = std::ceil(yd);
-    bx[m] = static_cast<int>(xd);
-    by[m] = static_cast<int>(yd);
-    ++m;
-  }
   // rle from the boundary points
-  k = m;
-  std::vector<uint32_t> a(k + 1);
-  for (std::size_t j = 0; j < k; ++j) a[j] = static_cast<uint32_t>(bx[j] * static_cast<int>(h) + by[j]);
-  a[k++] = static_cast<uint32_t>(h * w);
-  std::sort(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(k));
-  uint32_t p = 0;
-  for (std::size_t j = 0; j < k; ++j) {
-    const uint32_t t = a[j];
+  std::vector<int64_t>& a = boundary.points;
+  a.push_back(static_cast<int64_t>(h * w));
+  std::sort(a.begin(), a.end());
+  const std::size_t n = a.size();
+  int64_t p = 0;
+  for (std::size_t j = 0; j < n; ++j) {
+    const int64_t t = a[j];
     a[j] -= p;
     p = t;
   }
@@ -211,13 +270,13 @@ Rle from_polygon(const std::vector<double>& xy, int64_t h_, int64_t w_) {
   r.h = h_;
   r.w = w_;
   std::size_t j = 0;
-  r.counts.push_back(a[j++]);
-  while (j < k) {
+  r.counts.push_back(static_cast<uint32_t>(a[j++]));
+  while (j < n) {
     if (a[j] > 0) {
-      r.counts.push_back(a[j++]);
+      r.counts.push_back(static_cast<uint32_t>(a[j++]));
     } else {
       ++j;
-      if (j < k) r.counts.back() += a[j++];
+      if (j < n) r.counts.back() += static_cast<uint32_t>(a[j++]);
     }
   }
   return r;

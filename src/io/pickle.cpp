@@ -1,14 +1,60 @@
 #include "m2sa/io/pickle.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "m2sa/core/error.h"
 
 namespace m2sa {
 
 // ---- PyValue ----
+
+namespace {
+
+// Containers are freed through this deleter so that freeing a deeply nested value takes constant stack: a
+// container whose last reference goes while another one is being freed is queued, not freed inside its
+// parent's destructor (which would recurse once per level and overflow the stack on a deep value).
+class PickleFreeQueue {
+ public:
+  template <typename T>
+  static void free(T* p) {
+    PickleFreeQueue& q = instance();
+    q.pending_.push_back(Item{p});
+    if (q.draining_) return;
+    q.draining_ = true;
+    while (!q.pending_.empty()) {
+      Item item = q.pending_.back();
+      q.pending_.pop_back();
+      delete item.list;  // may queue the containers it held
+      delete item.dict;
+    }
+    q.draining_ = false;
+  }
+
+ private:
+  struct Item {
+    Item(PyValue::List* l) : list(l) {}
+    Item(PyValue::Dict* d) : dict(d) {}
+    PyValue::List* list = nullptr;
+    PyValue::Dict* dict = nullptr;
+  };
+  static PickleFreeQueue& instance() {
+    thread_local PickleFreeQueue q;
+    return q;
+  }
+  bool draining_ = false;
+  std::vector<Item> pending_;
+};
+
+std::shared_ptr<PyValue::List> new_pickle_list(PyValue::List items) {
+  return std::shared_ptr<PyValue::List>(new PyValue::List(std::move(items)),
+                                        [](PyValue::List* p) { PickleFreeQueue::free(p); });
+}
+
+}  // namespace
 
 PyValue PyValue::boolean(bool b) {
   PyValue v;
@@ -31,19 +77,19 @@ PyValue PyValue::floating(double f) {
 PyValue PyValue::str(std::string s) {
   PyValue v;
   v.kind_ = Kind::Str;
-  v.text_ = std::move(s);
+  v.text_ = std::make_shared<const std::string>(std::move(s));
   return v;
 }
 PyValue PyValue::bytes(std::string s) {
   PyValue v;
   v.kind_ = Kind::Bytes;
-  v.text_ = std::move(s);
+  v.text_ = std::make_shared<const std::string>(std::move(s));
   return v;
 }
 PyValue PyValue::list(List items) {
   PyValue v;
   v.kind_ = Kind::List;
-  v.list_ = std::make_shared<List>(std::move(items));
+  v.list_ = new_pickle_list(std::move(items));
   return v;
 }
 PyValue PyValue::tuple(List items) {
@@ -54,7 +100,7 @@ PyValue PyValue::tuple(List items) {
 PyValue PyValue::dict() {
   PyValue v;
   v.kind_ = Kind::Dict;
-  v.dict_ = std::make_shared<Dict>();
+  v.dict_ = std::shared_ptr<Dict>(new Dict(), [](Dict* p) { PickleFreeQueue::free(p); });
   return v;
 }
 PyValue PyValue::set() {
@@ -65,7 +111,7 @@ PyValue PyValue::set() {
 PyValue PyValue::global(std::string qualified_name) {
   PyValue v;
   v.kind_ = Kind::Global;
-  v.text_ = std::move(qualified_name);
+  v.text_ = std::make_shared<const std::string>(std::move(qualified_name));
   return v;
 }
 PyValue PyValue::tensor(at::Tensor t) {
@@ -77,7 +123,7 @@ PyValue PyValue::tensor(at::Tensor t) {
 PyValue PyValue::opaque(std::string tag, int64_t id) {
   PyValue v;
   v.kind_ = Kind::Opaque;
-  v.text_ = std::move(tag);
+  v.text_ = std::make_shared<const std::string>(std::move(tag));
   v.int_ = id;
   return v;
 }
@@ -115,7 +161,7 @@ double PyValue::as_float() const {
   fail("expected a float, got ", kind_name());
 }
 const std::string& PyValue::as_str() const {
-  if (kind_ == Kind::Str || kind_ == Kind::Bytes) return text_;
+  if (kind_ == Kind::Str || kind_ == Kind::Bytes) return text();
   fail("expected a str, got ", kind_name());
 }
 const PyValue::List& PyValue::items() const { return mutable_items(); }
@@ -129,7 +175,7 @@ PyValue::Dict& PyValue::mutable_dict_items() const {
   fail("expected a dict, got ", kind_name());
 }
 const std::string& PyValue::global_name() const {
-  if (kind_ == Kind::Global) return text_;
+  if (kind_ == Kind::Global) return text();
   fail("expected a global, got ", kind_name());
 }
 const at::Tensor& PyValue::as_tensor() const {
@@ -138,8 +184,16 @@ const at::Tensor& PyValue::as_tensor() const {
 }
 const PyValue* PyValue::find(std::string_view key) const {
   for (const auto& [k, v] : dict_items())
-    if (k.is_str() && k.text_ == key) return &v;
+    if (k.is_str() && k.text() == key) return &v;
   return nullptr;
+}
+const std::string& PyValue::text() const {
+  static const std::string empty;
+  return text_ ? *text_ : empty;
+}
+const void* PyValue::container_id() const {
+  if (list_) return list_.get();
+  return dict_.get();
 }
 const PyValue& PyValue::at(std::string_view key) const {
   const PyValue* v = find(key);
@@ -155,6 +209,17 @@ class Unpickler {
  public:
   Unpickler(std::string_view data, const PickleHooks& hooks, const std::string& source)
       : data_(data), hooks_(hooks), source_(source) {}
+  Unpickler(const Unpickler&) = delete;
+  Unpickler& operator=(const Unpickler&) = delete;
+  // A refused pickle may have left containers that hold each other (a cycle of shared pointers never frees
+  // itself): empty them all while every one is still held here.
+  ~Unpickler() {
+    if (accepted_) return;
+    for (PyValue& c : containers_) {
+      if (c.kind() == PyValue::Kind::Dict) c.mutable_dict_items().clear();
+      else c.mutable_items().clear();
+    }
+  }
 
   PyValue run() {
     while (true) {
@@ -165,6 +230,8 @@ class Unpickler {
         case 0x95: take(8); break;  // FRAME: framing is only a hint
         case '.': {  // STOP
           if (stack_.size() != 1 || !marks_.empty()) bad(op_pos, "STOP with ", stack_.size(), " values on the stack");
+          check_shape();
+          accepted_ = true;
           return stack_.back();
         }
         case '(': marks_.push_back(stack_.size()); break;
@@ -466,7 +533,63 @@ class Unpickler {
     return out;
   }
 
-  void push(PyValue v) { stack_.push_back(std::move(v)); }
+  void push(PyValue v) {
+    // Every container passes through the stack before anything can refer to it: remember it for check_shape()
+    // and for the clean-up of a refused pickle.
+    if (const void* id = v.container_id())
+      if (seen_.insert(id).second) containers_.push_back(v);
+    stack_.push_back(std::move(v));
+  }
+  // Refuses cycles and nesting deeper than kMaxPickleDepth, over every container the pickle made (reachable from
+  // the result or not). Iterative depth-first search, linear in the containers and their items.
+  void check_shape() const {
+    enum : int { kOpen = -1 };  // on the current path; a finished container maps to its height
+    std::unordered_map<const void*, int> height;
+    struct Frame {
+      const PyValue* value;
+      std::size_t next = 0;  // next child (dict: 2 per entry, key then value)
+      int max_child = 0;
+    };
+    auto child = [](const PyValue& v, std::size_t i) -> const PyValue* {
+      if (v.kind() == PyValue::Kind::Dict) {
+        const auto& d = v.dict_items();
+        if (i >= 2 * d.size()) return nullptr;
+        return i % 2 ? &d[i / 2].second : &d[i / 2].first;
+      }
+      const auto& l = v.items();
+      return i < l.size() ? &l[i] : nullptr;
+    };
+    std::vector<Frame> path;
+    for (const PyValue& root : containers_) {
+      if (height.count(root.container_id())) continue;
+      height[root.container_id()] = kOpen;
+      path.push_back(Frame{&root});
+      while (!path.empty()) {
+        Frame& f = path.back();
+        if (const PyValue* c = child(*f.value, f.next++)) {
+          const void* id = c->container_id();
+          if (!id) continue;
+          auto [it, fresh] = height.emplace(id, kOpen);
+          if (!fresh) {
+            if (it->second == kOpen)
+              fail(source_, ": pickle holds a ", c->kind_name(), " that contains itself: cyclic data is refused");
+            f.max_child = std::max(f.max_child, it->second);
+            continue;
+          }
+          if (path.size() >= static_cast<std::size_t>(kMaxPickleDepth))
+            fail(source_, ": pickle nests containers more than ", kMaxPickleDepth, " deep (the limit of m2sa's reader)");
+          path.push_back(Frame{c});
+          continue;
+        }
+        const int h = f.max_child + 1;  // a container finished from another root may already be deep
+        if (h > kMaxPickleDepth)
+          fail(source_, ": pickle nests containers more than ", kMaxPickleDepth, " deep (the limit of m2sa's reader)");
+        height[f.value->container_id()] = h;
+        path.pop_back();
+        if (!path.empty()) path.back().max_child = std::max(path.back().max_child, h);
+      }
+    }
+  }
   PyValue pop() {
     if (stack_.size() <= (marks_.empty() ? 0 : marks_.back())) fail(source_, ": pickle stack underflow at byte ", pos_);
     PyValue v = std::move(stack_.back());
@@ -527,6 +650,9 @@ class Unpickler {
   std::vector<PyValue> stack_;
   std::vector<std::size_t> marks_;
   std::unordered_map<int64_t, PyValue> memo_;
+  std::vector<PyValue> containers_;  // every container the pickle made, in order
+  std::unordered_set<const void*> seen_;
+  bool accepted_ = false;
 };
 
 }  // namespace

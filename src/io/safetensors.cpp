@@ -6,9 +6,9 @@
 
 #include <algorithm>
 #include <cstring>
-#include <limits>
 
 #include "m2sa/core/atomic_file.h"
+#include "m2sa/core/checked_math.h"
 #include "m2sa/core/dtype.h"
 #include "m2sa/core/error.h"
 #include "m2sa/core/json_reader.h"
@@ -23,14 +23,12 @@ uint64_t read_u64_le(const uint8_t* p) {
   return v;
 }
 
-std::size_t checked_nbytes(const TensorInfo& info, const std::string& where) {
-  // numel * element size, refusing negative dims and overflow.
-  uint64_t n = c10::elementSize(info.dtype);
-  for (int64_t d : info.shape) {
-    if (d < 0) fail(where, ": negative dimension in shape ", shape_string(info.shape));
-    if (d != 0 && n > std::numeric_limits<uint64_t>::max() / static_cast<uint64_t>(d))
-      fail(where, ": shape ", shape_string(info.shape), " overflows");
-    n *= static_cast<uint64_t>(d);
+std::size_t tensor_nbytes_or_fail(const TensorInfo& info, const std::string& where) {
+  uint64_t n = 0;
+  if (!checked_nbytes(info.shape, info.dtype, n)) {
+    for (int64_t d : info.shape)
+      if (d < 0) fail(where, ": negative dimension in shape ", shape_string(info.shape));
+    fail(where, ": shape ", shape_string(info.shape), " overflows");
   }
   return static_cast<std::size_t>(n);
 }
@@ -99,7 +97,7 @@ SafetensorsReader::SafetensorsReader(const std::filesystem::path& path) : file_(
     if (e > data_size)
       fail(where, ": data_offsets [", b, ", ", e, "] run past the end of the data (", data_size,
            " bytes): file truncated?");
-    const std::size_t nbytes = checked_nbytes(info, where);
+    const std::size_t nbytes = tensor_nbytes_or_fail(info, where);
     if (e - b != nbytes)
       fail(where, ": ", e - b, " bytes stored, but dtype ", v["dtype"].get<std::string>(), " and shape ",
            shape_string(info.shape), " need ", nbytes);

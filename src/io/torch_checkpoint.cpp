@@ -5,7 +5,9 @@
 
 #include <fstream>
 #include <set>
+#include <unordered_set>
 
+#include "m2sa/core/checked_math.h"
 #include "m2sa/core/error.h"
 #include "m2sa/io/pickle.h"
 
@@ -38,6 +40,84 @@ bool is_zip(const std::filesystem::path& path) {
   return in.gcount() == 4 && magic[0] == 'P' && magic[1] == 'K' && magic[2] == 3 && magic[3] == 4;
 }
 
+uint64_t zip_le(const char* p, int n) {
+  uint64_t v = 0;
+  for (int i = n - 1; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+
+// Reads the zip's central directory (as miniz finds it: the last end-of-central-directory record, then its zip64
+// form when a zip64 locator precedes it) and refuses any record that claims more bytes, compressed or not, than
+// the whole file holds. LibTorch's reader allocates a record's claimed uncompressed size before reading it, its
+// constructor included; torch.save stores records uncompressed, so no honest record is larger than the file.
+void check_torch_zip_record_sizes(const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
+  in.seekg(0, std::ios::end);
+  const uint64_t size = static_cast<uint64_t>(in.tellg());
+  auto read_at = [&](uint64_t offset, uint64_t n, const char* what) {
+    if (offset > size || n > size - offset) fail(file, ": zip ", what, " lies outside the file (", size, " bytes)");
+    std::string buf(static_cast<std::size_t>(n), '\0');
+    in.seekg(static_cast<std::streamoff>(offset));
+    in.read(buf.data(), static_cast<std::streamsize>(n));
+    if (static_cast<uint64_t>(in.gcount()) != n) fail(file, ": cannot read the zip ", what);
+    return buf;
+  };
+  constexpr uint64_t kEocd = 22, kMaxComment = 65535;
+  if (size < kEocd) fail(file, ": not a zip archive (", size, " bytes, no end of central directory)");
+  const uint64_t tail_start = size - std::min(size, kEocd + kMaxComment);
+  const std::string tail = read_at(tail_start, size - tail_start, "end of central directory");
+  std::size_t eocd = std::string::npos;
+  for (std::size_t i = tail.size() - kEocd + 1; i-- > 0;)
+    if (zip_le(&tail[i], 4) == 0x06054b50) {
+      eocd = i;
+      break;
+    }
+  if (eocd == std::string::npos) fail(file, ": not a zip archive (no end of central directory record)");
+  uint64_t entries = zip_le(&tail[eocd + 10], 2), cd_size = zip_le(&tail[eocd + 12], 4),
+           cd_offset = zip_le(&tail[eocd + 16], 4);
+  const uint64_t eocd_pos = tail_start + eocd;
+  if (eocd_pos >= 20) {
+    const std::string locator = read_at(eocd_pos - 20, 20, "zip64 locator");
+    if (zip_le(&locator[0], 4) == 0x07064b50) {
+      const std::string z = read_at(zip_le(&locator[8], 8), 56, "zip64 end of central directory");
+      if (zip_le(&z[0], 4) != 0x06064b50) fail(file, ": bad zip64 end of central directory record");
+      entries = zip_le(&z[32], 8);
+      cd_size = zip_le(&z[40], 8);
+      cd_offset = zip_le(&z[48], 8);
+    }
+  }
+  const std::string cd = read_at(cd_offset, cd_size, "central directory");
+  std::size_t pos = 0;
+  for (uint64_t e = 0; e < entries; ++e) {
+    if (cd.size() - pos < 46 || zip_le(&cd[pos], 4) != 0x02014b50)
+      fail(file, ": zip central directory entry ", e, " is truncated or corrupt");
+    uint64_t comp = zip_le(&cd[pos + 20], 4), uncomp = zip_le(&cd[pos + 24], 4);
+    const std::size_t name_len = zip_le(&cd[pos + 28], 2), extra_len = zip_le(&cd[pos + 30], 2),
+                      comment_len = zip_le(&cd[pos + 32], 2);
+    if (cd.size() - pos - 46 < name_len + extra_len + comment_len)
+      fail(file, ": zip central directory entry ", e, " is truncated");
+    const std::string name = cd.substr(pos + 46, name_len);
+    // zip64: the 32-bit fields that hold 0xFFFFFFFF continue, in this order, in the 0x0001 extra field.
+    for (std::size_t x = pos + 46 + name_len, end = x + extra_len; x + 4 <= end;) {
+      const uint64_t id = zip_le(&cd[x], 2), len = zip_le(&cd[x + 2], 2);
+      if (len > end - x - 4) break;
+      if (id == 1) {
+        std::size_t f = x + 4;
+        for (uint64_t* field : {&uncomp, &comp})
+          if (*field == 0xFFFFFFFFu && f + 8 <= x + 4 + len) {
+            *field = zip_le(&cd[f], 8);
+            f += 8;
+          }
+      }
+      x += 4 + len;
+    }
+    if (uncomp > size || comp > size)
+      fail(file, ": zip record '", name, "' claims ", std::max(uncomp, comp), " bytes, more than the whole file (",
+           size, " bytes): torch.save stores records uncompressed, so the archive is corrupt or crafted");
+    pos += 46 + name_len + extra_len + comment_len;
+  }
+}
+
 std::vector<int64_t> int_list(const PyValue& v) {
   std::vector<int64_t> out;
   for (const PyValue& x : v.items()) out.push_back(x.as_int());
@@ -54,13 +134,14 @@ TorchCheckpointReader::TorchCheckpointReader(const std::filesystem::path& path) 
   if (!is_zip(path))
     fail(file, ": not a zip-format torch.save checkpoint (legacy pre-1.6 files are not supported: re-save with "
                "torch.save(state_dict, path))");
+  check_torch_zip_record_sizes(file);
   try {
     reader_ = std::make_unique<caffe2::serialize::PyTorchStreamReader>(file);
   } catch (const std::exception& e) {
     fail(file, ": cannot open the zip archive: ", e.what());
   }
   if (!reader_->hasRecord("data.pkl")) fail(file, ": zip archive has no data.pkl: not a torch.save checkpoint");
-  auto [pkl, pkl_size] = reader_->getRecord("data.pkl");
+  auto [pkl, pkl_size] = with_context(file, [&] { return reader_->getRecord("data.pkl"); });
   std::string_view pickle(static_cast<const char*>(pkl.get()), pkl_size);
 
   PickleHooks hooks;
@@ -72,7 +153,12 @@ TorchCheckpointReader::TorchCheckpointReader(const std::filesystem::path& path) 
     if (t.size() != 5 || !t[0].is_str() || t[0].as_str() != "storage")
       fail("unsupported persistent id (expected ('storage', type, key, location, numel))");
     const std::string& type = t[1].global_name();
-    StorageRef s{t[2].as_str(), storage_types().at(type), t[4].as_int()};
+    auto dtype = storage_types().find(type);
+    if (dtype == storage_types().end()) fail("unsupported storage type ", type);
+    StorageRef s{t[2].as_str(), dtype->second, t[4].as_int()};
+    uint64_t nbytes = 0;
+    if (!checked_nbytes({s.numel}, s.dtype, nbytes))
+      fail("storage data/", s.key, " has a negative or overflowing size of ", s.numel, " elements");
     if (!reader_->hasRecord("data/" + s.key)) fail("storage record data/", s.key, " is missing from the archive");
     storages_.push_back(std::move(s));
     return PyValue::opaque("storage", static_cast<int64_t>(storages_.size() - 1));
@@ -100,9 +186,14 @@ TorchCheckpointReader::TorchCheckpointReader(const std::filesystem::path& path) 
 
   PyValue root = unpickle(pickle, hooks, file + ":data.pkl");
 
-  // Flatten nested dicts into dotted names.
+  // Flatten nested dicts into dotted names. The unpickler bounds the depth (kMaxPickleDepth) and refuses cycles;
+  // a dict reached twice is refused too, as a pickle of n dicts that each hold the next one twice would
+  // otherwise flatten into 2^n names.
+  std::unordered_set<const void*> walked;
   std::function<void(const PyValue&, const std::string&)> walk = [&](const PyValue& v, const std::string& prefix) {
     if (v.kind() == PyValue::Kind::Dict) {
+      if (!walked.insert(v.container_id()).second)
+        fail(file, ": the dict at '", prefix, "' appears twice in the checkpoint (expected a tree of state dicts)");
       for (const auto& [k, child] : v.dict_items()) {
         std::string key = k.is_str() ? k.as_str() : (k.kind() == PyValue::Kind::Int ? std::to_string(k.as_int()) : "");
         if (key.empty()) continue;
@@ -115,12 +206,20 @@ TorchCheckpointReader::TorchCheckpointReader(const std::filesystem::path& path) 
       // The largest element the view touches must lie inside the storage.
       int64_t extent = r.offset;
       bool empty = false;
+      bool overflow = false;
       for (std::size_t d = 0; d < r.size.size(); ++d) {
         if (r.size[d] < 0 || r.stride[d] < 0) fail(file, ": tensor '", prefix, "' has a negative size or stride");
         if (r.size[d] == 0) empty = true;
-        extent += (r.size[d] - 1) * r.stride[d];
+        int64_t reach = 0;
+        if (r.size[d] > 0 && (!checked_mul(r.size[d] - 1, r.stride[d], reach) || !checked_add(extent, reach, extent)))
+          overflow = true;
       }
-      if (!empty && (r.offset < 0 || extent >= s.numel))
+      if (r.offset < 0) fail(file, ": tensor '", prefix, "' has a negative storage offset ", r.offset);
+      uint64_t view_bytes = 0;
+      if (!checked_nbytes(r.size, s.dtype, view_bytes)) overflow = true;
+      if (overflow)
+        fail(file, ": tensor '", prefix, "': size, stride and offset overflow 64-bit arithmetic");
+      if (!empty && extent >= s.numel)
         fail(file, ": tensor '", prefix, "' reaches element ", extent, " of a storage of ", s.numel, " elements");
       if (index_.count(prefix)) fail(file, ": duplicate tensor name '", prefix, "'");
       index_[prefix] = infos_.size();
@@ -137,8 +236,9 @@ at::Tensor TorchCheckpointReader::load(const std::string& name) const {
   if (it == index_.end()) fail(path_.string(), ": no tensor named '", name, "'");
   const TensorRef& r = refs_[order_[it->second]];
   const StorageRef& s = storages_[r.storage];
-  auto [ptr, nbytes] = reader_->getRecord("data/" + s.key);
-  const std::size_t want = static_cast<std::size_t>(s.numel) * c10::elementSize(s.dtype);
+  auto [ptr, nbytes] = with_context(path_.string() + ": tensor '" + name + "'",
+                                    [&] { return reader_->getRecord("data/" + s.key); });
+  const std::size_t want = static_cast<std::size_t>(s.numel) * c10::elementSize(s.dtype);  // checked when read
   if (nbytes < want)
     fail(path_.string(), ": tensor '", name, "': storage data/", s.key, " holds ", nbytes, " bytes, expected ", want);
   auto holder = std::make_shared<at::DataPtr>(std::move(ptr));

@@ -417,7 +417,7 @@ void read_added_tokens(Tokenizer::Impl& impl, const fs::path& file) {
   std::vector<std::pair<int64_t, std::string>> entries;
   for (auto it = m.begin(); it != m.end(); ++it) {
     if (!it.value().is_number_integer()) fail(name, ": \"", it.key(), "\": expected an integer id, got ", it.value().dump());
-    entries.emplace_back(it.value().get<int64_t>(), it.key());
+    entries.emplace_back(json_int(it.value(), name + ": \"" + it.key() + "\"", 0), it.key());
   }
   std::sort(entries.begin(), entries.end());
   // 4.31 _from_pretrained: slow tokenizers need consecutive ids starting at len(tokenizer); runs of

@@ -1,5 +1,6 @@
 #include "m2sa/train/checkpoint.h"
 
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -116,7 +117,7 @@ fs::path CheckpointManager::save(const CheckpointData& data, const std::optional
     set_best(b);
     hook("best");
   }
-  prune();
+  prune(data.step);
   hook("pruned");
   return final_dir;
 }
@@ -156,8 +157,44 @@ std::optional<fs::path> CheckpointManager::latest() const {
   return dir;
 }
 
-void CheckpointManager::prune() const {
-  std::vector<fs::path> dirs = step_dirs();
+bool CheckpointManager::is_complete(const fs::path& dir) {
+  for (const char* f : {"state.json", "trainable.safetensors", "optimizer.safetensors"})
+    if (!fs::is_regular_file(dir / f)) return false;
+  return true;
+}
+
+std::optional<fs::path> CheckpointManager::resume_point() const {
+  const std::vector<fs::path> dirs = step_dirs();
+  std::string why;
+  if (fs::exists(options_.dir / "latest")) {
+    try {
+      const fs::path l = *latest();
+      if (is_complete(l)) return l;
+      why = (options_.dir / "latest").string() + " names " + l.filename().string() + ", which is incomplete";
+    } catch (const Error& e) {
+      why = e.what();
+    }
+  } else {
+    why = (options_.dir / "latest").string() + " is missing";
+  }
+  if (dirs.empty()) {
+    if (!fs::exists(options_.dir / "latest")) return std::nullopt;
+    fail("resume: ", why, " and ", options_.dir.string(), " holds no step-* checkpoint");
+  }
+  for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
+    if (!is_complete(*it)) continue;
+    spdlog::warn("resume: {}; continuing from the newest complete checkpoint, {}", why, it->string());
+    return *it;
+  }
+  fail("resume: ", why, ", and none of the ", dirs.size(), " step-* directories in ", options_.dir.string(),
+       " is a complete checkpoint (state.json, trainable.safetensors, optimizer.safetensors); refusing to start "
+       "again from step 0 over them: move them away to start afresh");
+}
+
+void CheckpointManager::prune(int64_t saved_step) const {
+  std::vector<fs::path> dirs;
+  for (fs::path& d : step_dirs())
+    if (parse_step_dir(d.filename().string()) <= saved_step) dirs.push_back(std::move(d));
   std::set<std::string> keep;
   for (size_t i = dirs.size() > static_cast<size_t>(options_.keep_last) ? dirs.size() - options_.keep_last : 0;
        i < dirs.size(); ++i)

@@ -10,6 +10,7 @@
 #include <chrono>
 
 #include "m2sa/core/error.h"
+#include "m2sa/core/json_reader.h"
 #include "m2sa/core/sha256.h"
 #include "m2sa/data/collate.h"
 #include "m2sa/data/eval_datasets.h"
@@ -338,7 +339,7 @@ class M2SATask {
     t.restore_data_state = [this](const json& j) {
       with_context("restoring the data sampler state", [&] {
         mix_.restore(j.at("mix"));
-        position_ = j.at("mix").at("position").get<int64_t>();
+        position_ = json_int(j.at("mix").at("position"), "sampler state: position", 0);
       });
     };
     return t;

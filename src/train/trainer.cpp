@@ -13,6 +13,7 @@
 
 #include "m2sa/core/atomic_file.h"
 #include "m2sa/core/error.h"
+#include "m2sa/core/json_reader.h"
 #include "m2sa/core/stop_request.h"
 #include "m2sa/core/strings.h"
 
@@ -243,8 +244,8 @@ void Trainer::start(TrainSummary& summary) {
     try {
       fs::create_directories(options_.run_dir);
       checkpoints_->clean_leftovers();
-      const auto latest = checkpoints_->latest();
-      if (options_.resume && latest) {
+      const auto point = options_.resume ? checkpoints_->resume_point() : std::nullopt;
+      if (point) {
         decision = "resume";
       } else if (!options_.resume && !checkpoints_->step_dirs().empty()) {
         decision = "error:" + options_.run_dir.string() +
@@ -280,7 +281,7 @@ void Trainer::resume_from_latest(bool& resumed) {
   std::optional<LoadedCheckpoint> ck;
   if (comm_.is_main()) {
     try {
-      ck = load_checkpoint(*checkpoints_->latest());
+      ck = load_checkpoint(*checkpoints_->resume_point());
       params_.check_layout(*ck->weights);
       const json& s = ck->state;
       const int saved_world = s.value("world_size", 0);
@@ -305,13 +306,13 @@ void Trainer::resume_from_latest(bool& resumed) {
   params_.copy_masters_to_params();
 
   const std::string where = "checkpoint state.json";
-  step_ = state.at("step").get<int64_t>();
-  optimizer_.set_steps(state.at("optimizer_steps").get<int64_t>());
+  step_ = json_int(state.at("step"), where + ": step", 0);
+  optimizer_.set_steps(json_int(state.at("optimizer_steps"), where + ": optimizer_steps", 0));
   samples_seen_ = state.value("samples_seen", int64_t{0});
   elapsed_before_ = state.value("elapsed_s", 0.0);
   if (state.contains("best") && state["best"].is_object()) {
     BestCheckpoint b;
-    b.step = state["best"].at("step").get<int64_t>();
+    b.step = json_int(state["best"].at("step"), where + ": best.step", 0);
     b.metric = state["best"].at("metric").get<std::string>();
     b.value = state["best"].at("value").get<double>();
     best_ = b;
@@ -341,7 +342,7 @@ void Trainer::resume_from_latest(bool& resumed) {
     write_file_atomic(metrics_path_, kept);
     if (best_ && fs::is_directory(checkpoints_->dir() / CheckpointManager::dir_name(best_->step)))
       checkpoints_->set_best(*best_);
-    spdlog::info("resumed from {} at step {}/{}", checkpoints_->latest()->string(), step_, config_.total_steps());
+    spdlog::info("resumed from {} at step {}/{}", ck->dir.string(), step_, config_.total_steps());
   }
   resumed = true;
 }

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <fstream>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -25,7 +26,21 @@ uint32_t le16(const std::string& b, std::size_t i) {
 }
 
 bool is_jpeg(const std::string& b) {
-  return b.size() >= 3 && static_cast<uint8_t>(b[0]) == 0xFF && static_cast<uint8_t>(b[1]) == 0xD8;
+  return b.size() >= 3 && static_cast<uint8_t>(b[0]) == 0xFF && static_cast<uint8_t>(b[1]) == 0xD8 &&
+         static_cast<uint8_t>(b[2]) == 0xFF;
+}
+bool is_png(const std::string& b) { return b.size() >= 8 && b.compare(0, 8, "\x89PNG\r\n\x1a\n") == 0; }
+
+// The first bytes of a file, for the error naming a format m2sa does not read.
+std::string leading_bytes_hex(const std::string& b) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (std::size_t i = 0; i < std::min<std::size_t>(b.size(), 8); ++i) {
+    if (i) out += ' ';
+    out += digits[static_cast<uint8_t>(b[i]) >> 4];
+    out += digits[static_cast<uint8_t>(b[i]) & 15];
+  }
+  return out;
 }
 
 }  // namespace
@@ -61,6 +76,11 @@ std::pair<int64_t, int64_t> image_header_size(const std::string& b) {
 
 at::Tensor decode_image_rgb(const std::string& bytes, const std::string& name, const ImageLimits& limits) {
   if (bytes.empty()) fail(name, ": empty file, expected an image");
+  // cv::imdecode would hand anything else to whichever of OpenCV's codecs claims it (BMP, TIFF, WebP, OpenEXR,
+  // ...): only the formats m2sa documents reach a decoder.
+  if (!is_jpeg(bytes) && !is_png(bytes))
+    fail(name, ": not a readable image: m2sa reads JPEG and PNG files only (the file starts with ",
+         leading_bytes_hex(bytes), ")");
   auto [w, h] = image_header_size(bytes);
   // w and h come from the header (up to 2^32 each): compare without forming a product that can overflow.
   if (w > 0 && h > 0 && w > limits.max_pixels / h)

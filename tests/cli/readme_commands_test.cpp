@@ -158,5 +158,46 @@ TEST(ReadmeCommands, SlurmEnvMapsTheTaskToTheRendezvousVariables) {
   EXPECT_NE(out.find("SLURM_PROCID is not set"), std::string::npos) << out;
 }
 
+// Runs `command` through the shell; returns its exit status and fills `out` with stdout + stderr.
+int run_shell(const std::string& command, std::string& out) {
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (!pipe) return -1;
+  out.clear();
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
+  return ::pclose(pipe);
+}
+
+TEST(ReadmeCommands, BuildScriptReconfiguresWhenGivenCmakeArguments) {
+  // `bash scripts/build.sh -DM2SA_WITH_NCCL=OFF` used to pass its arguments to cmake only when build/ was new:
+  // on an existing build folder they were silently dropped. Run against a stub cmake that logs its calls.
+  test::TempDir t;
+  fs::create_directories(t / "scripts");
+  fs::create_directories(t / "bin");
+  fs::create_directories(t / "build");
+  fs::copy_file(test::repo_root() / "scripts" / "build.sh", t / "scripts" / "build.sh");
+  test::write_bytes(t / "scripts" / "torch-cmake-args.sh", "echo -DCMAKE_PREFIX_PATH=/fake/torch\n");
+  test::write_bytes(t / "build" / "build.ninja", "");
+  test::write_bytes(t / "build" / "CMakeCache.txt", "Torch_DIR:PATH=/fake/torch/Torch\n");
+  test::write_bytes(t / "bin" / "cmake", "#!/bin/sh\necho \"cmake $*\" >> \"$CMAKE_LOG\"\n");
+  fs::permissions(t / "bin" / "cmake", fs::perms::owner_all);
+  const std::string env = "PATH='" + (t / "bin").string() + "':\"$PATH\" CMAKE_LOG='" + (t / "log").string() +
+                          "' JOBS=1 ";
+  const std::string script = "bash '" + (t / "scripts" / "build.sh").string() + "'";
+  std::string out;
+  ASSERT_EQ(run_shell(env + script + " -DM2SA_WITH_NCCL=OFF", out), 0) << out;
+  std::string log = test::read_bytes(t / "log");
+  EXPECT_NE(log.find("cmake -S . -B build -G Ninja"), std::string::npos) << log;
+  EXPECT_NE(log.find("-DM2SA_WITH_NCCL=OFF"), std::string::npos) << log;
+  EXPECT_NE(log.find("cmake --build build -j 1"), std::string::npos) << log;
+  // Without arguments an existing build folder is only built, not configured again.
+  fs::remove(t / "log");
+  ASSERT_EQ(run_shell(env + script, out), 0) << out;
+  log = test::read_bytes(t / "log");
+  EXPECT_EQ(log.find("-S ."), std::string::npos) << log;
+  EXPECT_NE(log.find("cmake --build build -j 1"), std::string::npos) << log;
+}
+
 }  // namespace
 }  // namespace m2sa

@@ -229,5 +229,19 @@ TEST(SemSegDatasets, PascalPartAndBadAnnotations) {
             std::string::npos);
 }
 
+TEST(SemSegDatasets, CocoIntegersOutOfRangeAreBadEntries) {
+  // An annotation id of 2^64-1 used to wrap to -1.
+  test::TempDir dir("m2sa_pascal_range");
+  const fs::path root = dir.path() / "vlpart/pascal_part";
+  json anns = json::array({{{"id", 18446744073709551615ull}, {"image_id", 7}, {"category_id", 1},
+                            {"segmentation", json::parse("[[0,0,2,0,2,2]]")}}});
+  test::write_json(root / "train.json", coco_file({{1, "dog:head"}}, anns, 4, 4, "2008_000001.jpg"));
+  test::write_solid_image(root / "VOCdevkit/VOC2010/JPEGImages/2008_000001.jpg", 4, 4);
+  const std::string err =
+      test::error_of([&] { make_pascal_part_dataset(dir.path(), SemSegOptions{}, question_lists()); });
+  EXPECT_NE(err.find("train.json"), std::string::npos) << err;
+  EXPECT_NE(err.find("field \"id\": 18446744073709551615 is out of range"), std::string::npos) << err;
+}
+
 }  // namespace
 }  // namespace m2sa::data

@@ -116,19 +116,20 @@ TEST(SegMeter, GenerateHandComputed) {
   SegMeter meter(EvalMode::kGenerate);
   for (const Image& im : hand_split()) meter.add(im.pred, im.gt);
   const MetricSums& s = meter.sums();
-  // Every GT mask is scored, E included: 8 + 2 = 10. Matching keeps the pairs of A-D and F (their IoU is the
-  // best assignment), so the IoU sum is unchanged; the unmatched GT masks add their area to the union:
-  // C: 1 + 2 px, E: 2 + 1 px -> U = 37 + 3 + 3 = 43.
+  // Every GT mask is scored, E included: 8 + 2 = 10. Matching keeps the pairs of A-D (their IoU is the best
+  // assignment), so the IoU sum is unchanged; F's pair has IoU 0, so it is no match (its GT is missing, its
+  // prediction extra). The unmatched GT masks add their area to the union: C: 1 + 2 px, E: 2 + 1 px, F: 0 ->
+  // U = 37 - 3 (F's pair) + 3 + 3 = 40.
   EXPECT_EQ(s[MetricSums::kMasks], 10);
   EXPECT_DOUBLE_EQ(meter.giou(), kIouSum / (10 + 1e-5));
   EXPECT_EQ(s[MetricSums::kIntersection], 28);
-  EXPECT_EQ(s[MetricSums::kUnion], 43);
-  EXPECT_DOUBLE_EQ(meter.ciou(), 28.0 / (43.0 + 1e-10));
+  EXPECT_EQ(s[MetricSums::kUnion], 40);
+  EXPECT_DOUBLE_EQ(meter.ciou(), 28.0 / (40.0 + 1e-10));
   EXPECT_EQ(s[MetricSums::kImagesSkipped], 0);
   EXPECT_EQ(s[MetricSums::kImagesScored], 6);
-  EXPECT_EQ(s[MetricSums::kMatched], 6);
-  EXPECT_EQ(s[MetricSums::kMissing], 4);  // C 2, E 2
-  EXPECT_EQ(s[MetricSums::kExtra], 1);
+  EXPECT_EQ(s[MetricSums::kMatched], 5);
+  EXPECT_EQ(s[MetricSums::kMissing], 5);  // C 2, E 2, F 1
+  EXPECT_EQ(s[MetricSums::kExtra], 2);    // D 1, F 1
   EXPECT_EQ(s[MetricSums::kCountExact], 3);
   EXPECT_EQ(s[MetricSums::kCountTooFew], 2);
   EXPECT_EQ(s[MetricSums::kCountTooMany], 1);
@@ -160,6 +161,34 @@ TEST(SegMeter, GenerateMatchesWhereGreedyFails) {
   tf.add(pred, gt);
   EXPECT_DOUBLE_EQ(tf.giou(), greedy / (2 + 1e-5));
   EXPECT_DOUBLE_EQ(tf.ciou(), 6.0 / (14.0 + 1e-10));
+}
+
+TEST(SegMeter, GenerateIouZeroIsNoMatch) {
+  // g0 = 2 px; p0 (2 px) and p1 (3 px) do not touch it: both pairs have IoU 0, a tie. As a match either would
+  // add its area to the cIoU union (U = 4 or 5, depending on the tie-break); unmatched, U = the GT area.
+  at::Tensor gt = text_masks({{"1100000000"}});
+  for (bool swapped : {false, true}) {
+    at::Tensor p0 = text_masks({{"0000001100"}}), p1 = text_masks({{"0000000111"}});
+    at::Tensor pred = swapped ? at::cat({p1, p0}) : at::cat({p0, p1});
+    ImageScore s = score_generate(pred, gt);
+    ASSERT_EQ(s.masks.size(), 1u);
+    EXPECT_EQ(s.masks[0].pred_index, -1) << "swapped " << swapped;
+    EXPECT_EQ(s.masks[0].intersection, 0);
+    EXPECT_EQ(s.masks[0].union_, 2);
+    EXPECT_EQ(s.masks[0].iou, 0.0);
+    EXPECT_EQ(s.extra_predictions, (std::vector<int64_t>{0, 1}));
+    SegMeter meter(EvalMode::kGenerate);
+    meter.add(pred, gt);
+    EXPECT_EQ(meter.sums()[MetricSums::kUnion], 2);
+    EXPECT_EQ(meter.sums()[MetricSums::kMatched], 0);
+    EXPECT_EQ(meter.sums()[MetricSums::kMissing], 1);
+  }
+  // A second GT that p1 overlaps: p1 is matched there, g0 stays unmatched.
+  at::Tensor gt2 = text_masks({{"1100000000"}, {"0000000011"}});
+  ImageScore s = score_generate(text_masks({{"0000001100"}, {"0000000111"}}), gt2);
+  EXPECT_EQ(s.masks[0].pred_index, -1);
+  EXPECT_EQ(s.masks[1].pred_index, 1);
+  EXPECT_EQ(s.extra_predictions, (std::vector<int64_t>{0}));
 }
 
 TEST(SegMeter, GenerateExtraAndMissingPredictions) {

@@ -165,6 +165,21 @@ TEST(InferOutputs, FileNames) {
   EXPECT_NE(s.find("a\xef\xbf\xbd b"), std::string::npos) << s;  // U+FFFD
 }
 
+TEST(InferBatchInput, IntegerIdsMustFitInt64) {
+  // An id of 2^64-1 used to become the folder "-1".
+  test::TempDir tmp;
+  const fs::path f = tmp / "batch.jsonl";
+  test::write_bytes(f, "{\"image\": \"a.png\", \"question\": \"q\", \"id\": 18446744073709551615}\n"
+                       "{\"image\": \"a.png\", \"question\": \"q\", \"id\": -3}\n");
+  const infer::BatchFile b = infer::read_batch_file(f);
+  ASSERT_EQ(b.errors.size(), 1u);
+  EXPECT_EQ(b.errors[0].line, 1);
+  EXPECT_NE(b.errors[0].message.find("\"id\": 18446744073709551615 is out of range"), std::string::npos)
+      << b.errors[0].message;
+  ASSERT_EQ(b.items.size(), 1u);
+  EXPECT_EQ(b.items[0].id, "-3");
+}
+
 TEST(InferBatchInput, GoodAndBadLines) {
   test::TempDir tmp;
   const fs::path f = tmp / "batch.jsonl";

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "m2sa/core/error.h"
 #include "test_util.h"
@@ -98,6 +99,128 @@ TEST(CocoMask, MergeAreaBbox) {
   // A run spanning two columns makes the bbox span all rows (maskApi.c rleToBbox).
   EXPECT_EQ(coco::bbox(coco::Rle{3, 2, {2, 2, 2}}), (std::array<double, 4>{0, 0, 2, 3}));
   EXPECT_NE(test::m2sa_error_of([&] { coco::merge({a, coco::Rle{2, 8, {16}}}); }).find("input 1 is 2x8"), std::string::npos);
+}
+
+// maskApi.c rleFrPoly ported line by line (the port m2sa used before it bounded the walk by the image): the
+// reference for polygons with moderate coordinates.
+std::vector<uint32_t> mask_api_rle_fr_poly(const std::vector<double>& xy, int h, int w) {
+  const int k0 = static_cast<int>(xy.size() / 2);
+  int k = k0, j, m = 0;
+  const double scale = 5;
+  std::vector<int> x(k + 1), y(k + 1);
+  for (j = 0; j < k; j++) x[j] = static_cast<int>(scale * xy[j * 2 + 0] + .5);
+  x[k] = x[0];
+  for (j = 0; j < k; j++) y[j] = static_cast<int>(scale * xy[j * 2 + 1] + .5);
+  y[k] = y[0];
+  for (j = 0; j < k; j++) m += std::max(std::abs(x[j] - x[j + 1]), std::abs(y[j] - y[j + 1])) + 1;
+  std::vector<int> u(m), v(m);
+  m = 0;
+  for (j = 0; j < k; j++) {
+    int xs = x[j], xe = x[j + 1], ys = y[j], ye = y[j + 1], dx, dy, t, d;
+    dx = std::abs(xe - xs);
+    dy = std::abs(ys - ye);
+    const bool flip = (dx >= dy && xs > xe) || (dx < dy && ys > ye);
+    if (flip) {
+      t = xs; xs = xe; xe = t;
+      t = ys; ys = ye; ye = t;
+    }
+    const double s = dx >= dy ? static_cast<double>(ye - ys) / dx : static_cast<double>(xe - xs) / dy;
+    if (dx >= dy)
+      for (d = 0; d <= dx; d++) {
+        t = flip ? dx - d : d;
+        u[m] = t + xs;
+        v[m] = static_cast<int>(ys + s * t + .5);
+        m++;
+      }
+    else
+      for (d = 0; d <= dy; d++) {
+        t = flip ? dy - d : d;
+        v[m] = t + ys;
+        u[m] = static_cast<int>(xs + s * t + .5);
+        m++;
+      }
+  }
+  k = m;
+  m = 0;
+  std::vector<int> bx(k), by(k);
+  for (j = 1; j < k; j++)
+    if (u[j] != u[j - 1]) {
+      double xd = static_cast<double>(u[j] < u[j - 1] ? u[j] : u[j] - 1);
+      xd = (xd + .5) / scale - .5;
+      if (std::floor(xd) != xd || xd < 0 || xd > w - 1) continue;
+      double yd = static_cast<double>(v[j] < v[j - 1] ? v[j] : v[j - 1]);
+      yd = (yd + .5) / scale - .5;
+      if (yd < 0) yd = 0;
+      else if (yd > h) yd = h;
+      yd = std::ceil(yd);
+      bx[m] = static_cast<int>(xd);
+      by[m] = static_cast<int>(yd);
+      m++;
+    }
+  k = m;
+  std::vector<uint32_t> a(k + 1);
+  for (j = 0; j < k; j++) a[j] = static_cast<uint32_t>(bx[j] * h + by[j]);
+  a[k++] = static_cast<uint32_t>(h * w);
+  std::sort(a.begin(), a.begin() + k);
+  uint32_t p = 0;
+  for (j = 0; j < k; j++) {
+    const uint32_t t = a[j];
+    a[j] -= p;
+    p = t;
+  }
+  std::vector<uint32_t> counts;
+  j = 0;
+  counts.push_back(a[j++]);
+  while (j < k)
+    if (a[j] > 0) {
+      counts.push_back(a[j++]);
+    } else {
+      j++;
+      if (j < k) counts.back() += a[j++];
+    }
+  return counts;
+}
+
+TEST(CocoMask, PolygonsFarOutsideTheImageMatchMaskApi) {
+  // Random polygons with vertices inside, around and far outside small images (steep and shallow edges that
+  // leave the image on every side): the walk bounded by the image gives maskApi.c's counts exactly.
+  std::mt19937 rng(18);
+  for (int trial = 0; trial < 20000; ++trial) {
+    const int h = 1 + static_cast<int>(rng() % 12), w = 1 + static_cast<int>(rng() % 12);
+    const double reach = trial % 3 == 0 ? 2.0 : trial % 3 == 1 ? 6.0 : 60.0;
+    std::uniform_real_distribution<double> px(-reach * w, (1 + reach) * w), py(-reach * h, (1 + reach) * h);
+    std::vector<double> xy;
+    const int n = 1 + static_cast<int>(rng() % 7);
+    for (int i = 0; i < n; ++i) {
+      // Integers, halves and arbitrary values: exact vertices exercise the ties of the rounding.
+      const int kind = static_cast<int>(rng() % 3);
+      double vx = px(rng), vy = py(rng);
+      if (kind == 0) vx = std::round(vx), vy = std::round(vy);
+      if (kind == 1) vx = std::round(vx * 2) / 2, vy = std::round(vy * 2) / 2;
+      xy.push_back(vx);
+      xy.push_back(vy);
+    }
+    ASSERT_EQ(coco::from_polygon(xy, h, w).counts, mask_api_rle_fr_poly(xy, h, w))
+        << "trial " << trial << ", " << h << "x" << w << ", polygon " << json(xy).dump();
+  }
+}
+
+TEST(CocoMask, HugePolygonsAreClippedToTheImage) {
+  // A square of side 2e7 (maskApi.c walks 4e8 points, 3.2 GB) around a 7x5 image covers all of it, and a
+  // triangle with far vertices covers the same pixels as its part in the image. Near the 1e8 coordinate limit.
+  EXPECT_EQ(coco::from_polygon({-9.9e7, -9.9e7, 9.9e7, -9.9e7, 9.9e7, 9.9e7, -9.9e7, 9.9e7}, 7, 5).counts,
+            (std::vector<uint32_t>{0, 35}));
+  EXPECT_EQ(coco::from_polygon({0, 0, 9e7, 0, 0, 9e7}, 6, 6), coco::from_polygon({0, 0, 12, 0, 0, 12}, 6, 6));
+  EXPECT_EQ(coco::from_polygon({0, -9e7, 4, -9e7, 4, 9e7, 0, 9e7}, 5, 8).counts,
+            (std::vector<uint32_t>{0, 20, 20}));
+  // A bx * h + by past 2^31 (a 60000 x 60000 image) and an image whose h * w does not fit 32-bit counts.
+  const int64_t side = 60000;
+  coco::Rle r = coco::from_polygon({side - 1.0, side - 1.0, double(side), side - 1.0, double(side), double(side),
+                                    side - 1.0, double(side)},
+                                   side, side);
+  EXPECT_EQ(r.counts, (std::vector<uint32_t>{uint32_t(side * side - 1), 1}));
+  const std::string err = test::m2sa_error_of([] { coco::from_polygon({0, 0, 1, 0, 1, 1}, 70000, 70000); });
+  EXPECT_NE(err.find("too large for COCO RLE"), std::string::npos) << err;
 }
 
 TEST(CocoMask, BboxIsAPolygon) {

@@ -48,6 +48,20 @@ TEST(TrainCheckpoint, SavesLatestKeepsLastKAndTheBest) {
   EXPECT_EQ(ck.optimizer->metadata().at("step"), "5");
 }
 
+TEST(TrainCheckpoint, PruningNeverDeletesANewerCheckpoint) {
+  // A run that saves steps 1 and 2 next to steps 5 and 6 of an earlier run (a resume that did not find them)
+  // supersedes neither: keep_last counts only checkpoints up to the one just saved. Step 5 used to go at once.
+  test::TempDir tmp;
+  CheckpointManager earlier({tmp / "ck", 3, {}});
+  earlier.save(data(5));
+  earlier.save(data(6));
+  CheckpointManager m({tmp / "ck", 1, {}});
+  m.save(data(1));
+  m.save(data(2));
+  EXPECT_EQ(names(m.step_dirs()), (std::vector<std::string>{"step-000002", "step-000005", "step-000006"}));
+  EXPECT_EQ(m.latest()->filename(), "step-000002");
+}
+
 TEST(TrainCheckpoint, AnInterruptedSaveLeavesNoVisiblePartialCheckpoint) {
   for (const std::string stage : {"weights", "optimizer", "state"}) {
     test::TempDir tmp;

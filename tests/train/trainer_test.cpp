@@ -126,6 +126,53 @@ TEST(TrainTrainer, StopRequestCheckpointsTheStepAndResumesExactly) {
   EXPECT_FALSE(test::run_toy(stopping, *comm, c.path()).summary.stopped);
 }
 
+TEST(TrainTrainer, ResumeWithoutTheLatestPointerContinuesFromTheNewestCheckpoint) {
+  // A run interrupted after its step-5 checkpoint, whose `latest` pointer is then lost: --resume used to start
+  // from step 0, empty metrics.jsonl and prune the old checkpoints.
+  test::ToyOptions o;
+  o.steps = 8;
+  auto comm = dist::make_local_communicator();
+  test::TempDir a, b;
+  test::ToyRun full = test::run_toy(o, *comm, a.path());
+  EXPECT_THROW(test::run_toy(o, *comm, b.path(), false, {},
+                             [](const StepReport& r) {
+                               if (r.step == 6) throw std::runtime_error("interrupted");
+                             }),
+               std::runtime_error);
+  ASSERT_TRUE(fs::remove(b / "checkpoints" / "latest"));
+  const std::size_t lines_before = read_jsonl(b / "metrics.jsonl").size();
+  ASSERT_GE(lines_before, 5u);
+  test::ToyRun resumed = test::run_toy(o, *comm, b.path(), /*resume=*/true);
+  EXPECT_EQ(resumed.summary.start_step, 5);
+  EXPECT_EQ(resumed.reports.size(), 3u);
+  EXPECT_EQ(max_diff(full.masters, resumed.masters), 0.0);
+  std::vector<json> lines = read_jsonl(b / "metrics.jsonl");
+  ASSERT_EQ(lines.size(), 8u);
+  for (size_t i = 0; i < lines.size(); ++i) EXPECT_EQ(lines[i]["step"], static_cast<int64_t>(i + 1));
+}
+
+TEST(TrainTrainer, ResumeRefusesStepDirectoriesWithoutACompleteCheckpoint) {
+  test::ToyOptions o;
+  o.steps = 4;
+  auto comm = dist::make_local_communicator();
+  test::TempDir b;
+  EXPECT_THROW(test::run_toy(o, *comm, b.path(), false, {},
+                             [](const StepReport& r) {
+                               if (r.step == 3) throw std::runtime_error("interrupted");
+                             }),
+               std::runtime_error);
+  // Both checkpoints lose a file and the pointer is gone: nothing to resume from, and nothing to overwrite.
+  ASSERT_TRUE(fs::remove(b / "checkpoints" / "latest"));
+  for (const char* step : {"step-000001", "step-000002"})
+    ASSERT_TRUE(fs::remove(b / "checkpoints" / step / "optimizer.safetensors"));
+  const std::string metrics = test::read_bytes(b / "metrics.jsonl");
+  const std::string err = test::m2sa_error_of([&] { test::run_toy(o, *comm, b.path(), /*resume=*/true); });
+  EXPECT_NE(err.find("none of the 2 step-* directories"), std::string::npos) << err;
+  EXPECT_TRUE(fs::is_directory(b / "checkpoints" / "step-000001"));
+  EXPECT_TRUE(fs::is_directory(b / "checkpoints" / "step-000002"));
+  EXPECT_EQ(test::read_bytes(b / "metrics.jsonl"), metrics);
+}
+
 TEST(TrainTrainer, Bf16WeightsTrainThroughFp32MastersAndResumeExactly) {
   test::ToyOptions o;
   o.bf16 = true;

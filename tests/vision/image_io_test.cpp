@@ -100,6 +100,24 @@ TEST(ImageIo, EmptyAndNonImageBytes) {
   expect_error([&] { read_image_rgb(dir / "text.jpg"); }, {"text.jpg", "not a readable image"});
 }
 
+TEST(ImageIo, OnlyJpegAndPngAreDecoded) {
+  // OpenCV decodes every codec it was built with (BMP, PPM, TIFF, WebP, OpenEXR, ...), each one more parser
+  // exposed to untrusted files; m2sa reads only the JPEG and PNG files it documents, told apart by magic bytes.
+  test::TempDir dir;
+  const cv::Mat m(4, 5, CV_8UC3, cv::Scalar(10, 20, 30));
+  for (const std::string ext : {".bmp", ".ppm", ".tiff", ".webp"}) {
+    std::vector<uchar> buf;
+    if (!cv::imencode(ext, m, buf)) continue;  // codec not built in: nothing to refuse
+    const std::string name = "photo" + ext;
+    test::write_bytes(dir / name, std::string(buf.begin(), buf.end()));
+    expect_error([&] { read_image_rgb(dir / name); }, {name, "JPEG and PNG"});
+  }
+  // A JPEG under a .png name is fine: the bytes decide, not the extension.
+  test::write_bytes(dir / "really_a_jpeg.png", test::read_bytes(test::fixture("images/retina.jpg")));
+  EXPECT_EQ(read_image_rgb(dir / "really_a_jpeg.png").size(2), 3);
+  EXPECT_EQ(decode_image_rgb(encode_png(m), "ok.png").size(0), 4);
+}
+
 TEST(ImageIo, TruncatedJpegIsRefused) {
   test::TempDir dir;
   const std::string jpeg = test::read_bytes(test::fixture("images/retina.jpg"));

@@ -3,7 +3,9 @@
 // nobody read is an error naming the field and the file ("configs/tiny.json: sam.image_encoder.depth: ...").
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <set>
@@ -15,6 +17,20 @@
 namespace m2sa {
 
 using json = nlohmann::json;
+
+// The value of an integral JSON field: a JSON integer (nlohmann would turn 4096.7 into 4096, true into 1 and -1
+// into 2^64-1 for an unsigned type) within [lo, hi]. Errors name `where` (file: field) and the range.
+int64_t json_int(const json& v, const std::string& where, int64_t lo = std::numeric_limits<int64_t>::min(),
+                 int64_t hi = std::numeric_limits<int64_t>::max());
+uint64_t json_uint(const json& v, const std::string& where, uint64_t hi = std::numeric_limits<uint64_t>::max());
+// json_int / json_uint over the range of T.
+template <typename T>
+T json_integer(const json& v, const std::string& where) {
+  static_assert(std::is_integral_v<T> && !std::is_same_v<T, bool>);
+  if constexpr (std::is_unsigned_v<T>) return static_cast<T>(json_uint(v, where, std::numeric_limits<T>::max()));
+  else
+    return static_cast<T>(json_int(v, where, std::numeric_limits<T>::min(), std::numeric_limits<T>::max()));
+}
 
 // Parses a JSON file; errors name the file (and the parser's position).
 json read_json_file(const std::filesystem::path& path);
@@ -29,9 +45,17 @@ class JsonReader {
 
   bool has(const std::string& key) const;
 
+  // Integral T: a JSON integer within T's range (json_integer); floating T: a JSON number; bool: true or false.
   template <typename T>
   T get(const std::string& key) const {
     const json& v = at(key);
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+      return json_integer<T>(v, location(key));
+    } else if constexpr (std::is_floating_point_v<T>) {
+      if (!v.is_number()) fail(location(key), ": expected a number, got ", v.dump());
+    } else if constexpr (std::is_same_v<T, bool>) {
+      if (!v.is_boolean()) fail(location(key), ": expected true or false, got ", v.dump());
+    }
     try {
       return v.get<T>();
     } catch (const std::exception& e) {

@@ -19,7 +19,8 @@
 //   With the right count and predictions whose best matching is the GT order, the two modes give the same
 //   numbers; they differ when predictions are missing (generate mode scores those GT masks and charges their
 //   area to the cIoU union, teacher-forced skips a prediction-less image) or out of order.
-//   A matched pair may have IoU 0 (it is still a pair: its union counts); ties are broken deterministically.
+//   A pair of IoU 0 is no match: that GT mask counts as unmatched and the prediction as extra, so cIoU does not
+//   depend on which of several non-overlapping predictions the solver would pick.
 // In both modes the [SEG] count is checked per image (exact / too few / too many).
 //
 // The accumulated sums are exact and mergeable across ranks (MetricSums::to_vector for an all-reduce, or

@@ -3,6 +3,14 @@
 // It never executes anything: GLOBAL / STACK_GLOBAL produce a `Global` value only if the caller's policy
 // allows that name, and REDUCE / BUILD / persistent ids are handed to caller hooks. Used for torch.save zip
 // checkpoints (`data.pkl`) and for the RefCOCO `refs(*).p` annotation pickles.
+//
+// Pickles are untrusted input, so the reader bounds what a short file can ask for:
+// - values are shared, never copied: a memo GET or DUP of a string, list or dict refers to the same object (as
+//   in Python), so repeating GET costs one reference, not one more copy of the value;
+// - a container that holds itself, directly or through others, is refused (data has no cycles, and every
+//   consumer walks values recursively);
+// - nesting deeper than kMaxPickleDepth containers is refused;
+// - freeing a value takes constant stack however deep it is.
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
@@ -14,6 +22,11 @@
 #include <vector>
 
 namespace m2sa {
+
+// The deepest nesting of containers (list, tuple, set, dict; keys count too) a pickle may hold. State dicts nest
+// a handful deep and the RefCOCO refs five; 100 leaves room for any data while keeping the recursive walks of
+// the consumers far from the end of the stack.
+inline constexpr int kMaxPickleDepth = 100;
 
 class PyValue {
  public:
@@ -54,18 +67,23 @@ class PyValue {
   Dict& mutable_dict_items() const;
   const std::string& global_name() const;
   const at::Tensor& as_tensor() const;
-  const std::string& tag() const { return text_; }
+  const std::string& tag() const { return text(); }
   int64_t opaque_id() const { return int_; }
 
   // Dict lookup by string key; nullptr if absent. Throws if this is not a Dict.
   const PyValue* find(std::string_view key) const;
   const PyValue& at(std::string_view key) const;  // throws naming the key
 
+  // The shared object behind a list, tuple, set or dict (copies of a PyValue share it); nullptr for the rest.
+  const void* container_id() const;
+
  private:
   Kind kind_ = Kind::None;
   int64_t int_ = 0;
   double float_ = 0;
-  std::string text_;
+  const std::string& text() const;
+
+  std::shared_ptr<const std::string> text_;  // shared: copies of a big string cost one reference
   std::shared_ptr<List> list_;
   std::shared_ptr<Dict> dict_;
   at::Tensor tensor_;

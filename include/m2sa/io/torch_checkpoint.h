@@ -3,6 +3,10 @@
 // data.pkl is unpickled by m2sa's data-only unpickler (TOOLCHAIN.md section 4: the stock LibTorch readers
 // fail on OrderedDict state dicts). Only the tensor-rebuild globals are accepted; anything else
 // (`os.system`, `builtins.eval`, ...) is refused with an error. Tensor data is read lazily, per tensor.
+// Untrusted files: the zip's central directory is checked before LibTorch's reader opens it, and a record that
+// claims more bytes than the whole file holds is refused (torch.save stores records uncompressed, and the reader
+// allocates a record's claimed size before reading it); the pickle limits are those of m2sa/io/pickle.h; sizes,
+// strides and offsets are checked for overflow and against their storage. Every error names the file.
 #include <ATen/core/Tensor.h>
 
 #include <filesystem>

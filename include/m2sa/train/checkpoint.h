@@ -13,7 +13,13 @@
 // to step-NNNNNN (the commit point), and only then is `latest` replaced atomically. A crash at any point leaves
 // either the old or the new checkpoint, never half of one: every step-* directory on disk is complete. Old
 // checkpoints beyond the last K (and not the best) are renamed to a hidden trash name before being deleted, and
-// hidden leftovers are removed by clean_leftovers() when the next run starts.
+// hidden leftovers are removed by clean_leftovers() when the next run starts. Pruning after a save only looks at
+// checkpoints older than the one just saved: a newer step directory (left by a run this one did not resume
+// from) was not superseded and is never deleted.
+//
+// Resuming starts from resume_point(): `latest`, or when that pointer is missing or names no complete
+// checkpoint, the newest complete step directory. Step directories without a complete one are an error, never a
+// reason to start again from step 0 over a run's checkpoints and metrics.
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -63,6 +69,10 @@ class CheckpointManager {
   void set_best(const BestCheckpoint& best);
 
   std::optional<std::filesystem::path> latest() const;  // the directory `latest` names (must exist)
+  // Where --resume continues: see the top of this file. nullopt when there is no step directory at all.
+  std::optional<std::filesystem::path> resume_point() const;
+  // Whether `dir` holds the three files of a checkpoint.
+  static bool is_complete(const std::filesystem::path& dir);
   std::optional<BestCheckpoint> best() const;
   std::vector<std::filesystem::path> step_dirs() const;  // complete checkpoints, by step
   const std::filesystem::path& dir() const { return options_.dir; }
@@ -73,7 +83,7 @@ class CheckpointManager {
   void hook(const std::string& stage) const {
     if (options_.fault_hook) options_.fault_hook(stage);
   }
-  void prune() const;
+  void prune(int64_t saved_step) const;
 
   CheckpointOptions options_;
 };

@@ -1,8 +1,9 @@
 #pragma once
-// Image files in and out. Decoding uses OpenCV like the reference (`cv2.imread` + BGR->RGB): gray and RGBA
-// become RGB, 16-bit becomes 8-bit, and Debian's libjpeg-turbo gives the reference's bytes. Unlike
-// cv2.imread, bad files are errors that name the file: missing, not an image, truncated, empty, or larger
-// than the configured pixel limit (checked from the header before decoding).
+// Image files in and out. Only JPEG and PNG are read, recognised by their magic bytes whatever the file is called;
+// anything else is refused before it reaches a decoder. Decoding uses OpenCV like the reference (`cv2.imread` +
+// BGR->RGB): gray and RGBA become RGB, 16-bit becomes 8-bit, and Debian's libjpeg-turbo gives the reference's
+// bytes. Unlike cv2.imread, bad files are errors that name the file: missing, not JPEG or PNG, truncated, empty,
+// or larger than the configured pixel limit (checked from the header before decoding).
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>

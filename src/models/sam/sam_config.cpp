@@ -4,17 +4,14 @@
 #include <set>
 
 #include "m2sa/core/error.h"
+#include "m2sa/core/json_reader.h"
 
 namespace m2sa::sam {
 
 namespace {
 
 // nlohmann converts 4.5 to 4 silently; configs must say what they mean.
-int64_t get_int(const JsonReader& r, const std::string& key) {
-  const json& v = r.raw(key);
-  if (!v.is_number_integer()) fail(r.location(key), ": expected an integer, got ", v.dump());
-  return v.get<int64_t>();
-}
+int64_t get_int(const JsonReader& r, const std::string& key) { return json_int(r.raw(key), r.location(key)); }
 
 bool get_bool(const JsonReader& r, const std::string& key) {
   const json& v = r.raw(key);
@@ -34,7 +31,7 @@ std::vector<int64_t> get_int_list(const JsonReader& r, const std::string& key) {
   std::vector<int64_t> out;
   for (const json& e : v) {
     if (!e.is_number_integer()) fail(r.location(key), ": expected a list of integers, got ", v.dump());
-    out.push_back(e.get<int64_t>());
+    out.push_back(json_int(e, r.location(key)));
   }
   return out;
 }
