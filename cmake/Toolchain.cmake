@@ -29,10 +29,15 @@ function(m2sa_target_unity target)
   endif()
 endfunction()
 
+# scripts/test.sh (CI) turns it on: a warning fails the build there, while users with another compiler still build.
+option(M2SA_WERROR "Treat compiler warnings as errors" OFF)
 function(m2sa_target_defaults target)
   if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
     # LibTorch comes in through -isystem, so its headers add no warnings.
     target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-unused-parameter)
+    if(M2SA_WERROR)
+      target_compile_options(${target} PRIVATE -Werror)
+    endif()
   endif()
 endfunction()
 

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 t0=$(date +%s)
 bash scripts/setup-deps.sh
 echo "setup: $(( $(date +%s) - t0 )) s"
-bash scripts/build.sh
+bash scripts/build.sh -DM2SA_WERROR=ON
 export GLIBC_TUNABLES=${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}
 start=$(date +%s)
 cd "${BUILD_DIR:-build}"

@@ -7,6 +7,8 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <string>
 #include <thread>
 
 // m2sa supports LibTorch >= 2.1 only (cmake/TorchChecks.cmake checks it too): the code calls the public
@@ -43,13 +45,29 @@ RuntimeInfo init_runtime() {
   return info;
 }
 
+std::string malloc_tunables_to_set(const char* user_tunables, const std::string& thp_mode) {
+  const std::string user = user_tunables != nullptr ? user_tunables : "";
+  if (user.find("glibc.malloc.hugetlb") != std::string::npos) return "";
+  if (thp_mode.find("[never]") != std::string::npos) return "";
+  return user.empty() ? "glibc.malloc.hugetlb=1" : user + ":glibc.malloc.hugetlb=1";
+}
+
 void reexec_with_malloc_tunables(int argc, char** argv) {
   (void)argc;
-  if (std::getenv("GLIBC_TUNABLES") || std::getenv("M2SA_NO_REEXEC")) return;
-  ::setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1", 1);
+  if (std::getenv("M2SA_NO_REEXEC")) return;
+  std::string thp;
+  std::getline(std::ifstream("/sys/kernel/mm/transparent_hugepage/enabled"), thp);
+  const char* user = std::getenv("GLIBC_TUNABLES");
+  const std::string before = user != nullptr ? user : "";
+  const std::string tunables = malloc_tunables_to_set(user, thp);
+  if (tunables.empty()) return;
+  ::setenv("GLIBC_TUNABLES", tunables.c_str(), 1);
   ::execv("/proc/self/exe", argv);
-  // exec failed: carry on without the tunable (only slower).
-  ::unsetenv("GLIBC_TUNABLES");
+  // exec failed: carry on as we were (only slower).
+  if (user != nullptr)
+    ::setenv("GLIBC_TUNABLES", before.c_str(), 1);
+  else
+    ::unsetenv("GLIBC_TUNABLES");
 }
 
 }  // namespace m2sa

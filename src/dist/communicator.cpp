@@ -431,10 +431,14 @@ std::unique_ptr<Communicator> make_communicator(const DistEnv& env, const CommOp
   M2SA_CHECK(gpu < gpus, "distributed: rank ", env.rank, " wants GPU ", gpu, " but only ", gpus, " are visible");
   // Before any CUDA work: otherwise every rank creates a context on GPU 0.
   c10::cuda::set_device(static_cast<c10::DeviceIndex>(gpu));
-  // Without asynchronous error handling a dead peer leaves NCCL kernels spinning forever; with it, the
-  // watchdog aborts the communicator after the timeout and wait() throws.
-  ::setenv("NCCL_ASYNC_ERROR_HANDLING", "1", 0);        // LibTorch < 2.2
-  ::setenv("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1", 0);  // LibTorch >= 2.2
+  // A dead or hung peer must end every surviving rank within the collective timeout with the message of run()
+  // ("rank N failed ... another rank probably died"), as on Gloo. NCCL's Work::wait only orders the streams and
+  // returns at once, and the watchdog's asynchronous error handling ends the process with an abort, not with our
+  // error. Blocking wait makes wait() block the host until the collective finished or the timeout passed, then
+  // throw (and abort the communicator); ProcessGroupNCCL reads it in its constructor and then turns the watchdog's
+  // handling off. The cost is one host wait per collective, a few per optimizer step. A user's own setting wins.
+  // Compiled in CI; not yet run on a GPU with a dead rank (scripts/gpu-check.sh, docs/TRAINING.md).
+  ::setenv("TORCH_NCCL_BLOCKING_WAIT", "1", 0);
   auto store = make_store(env, timeout);
   auto opts = c10d::ProcessGroupNCCL::Options::create();
   opts->timeout = timeout;

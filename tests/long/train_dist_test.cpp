@@ -226,7 +226,8 @@ TEST(TrainDist, DeadRankEndsTheOtherRankWithAClearError) {
   EXPECT_TRUE(r.contains("[rank 0] WORKER ERROR: ")) << r.text();
   EXPECT_TRUE(r.contains("failed on rank 0 of 2 (gloo, timeout 30 s)")) << r.text();
   EXPECT_FALSE(r.contains("WORKER DONE")) << r.text();
-  EXPECT_LT(r.seconds, 30.0) << "rank 0 should fail fast on the closed connection, well within the timeout";
+  // Rank 0 fails on the closed connection, not by waiting out the timeout (told apart by the message, not a clock).
+  EXPECT_FALSE(r.contains("timed out")) << r.text();
 }
 
 TEST(TrainDist, HungRankTimesOutEveryRank) {
@@ -239,7 +240,6 @@ TEST(TrainDist, HungRankTimesOutEveryRank) {
   EXPECT_NE(r.code, 0);
   EXPECT_TRUE(r.contains("[rank 0] WORKER ERROR: ")) << r.text();
   EXPECT_TRUE(r.contains("failed on rank 0 of 2 (gloo, timeout 5 s): Operation timed out!")) << r.text();
-  EXPECT_LT(r.seconds, 60.0);
 }
 
 // Every visible checkpoint directory is complete and loadable; `latest` names one of them.
@@ -283,7 +283,7 @@ TEST(TrainDist, SigkillAtRandomPointsThenResumeIsBitwiseIdentical) {
   const fs::path run = tmp / "run", ckdir = run / "checkpoints";
   const std::vector<std::string> stages = {"weights", "optimizer", "state", "renamed", "latest", "best", "pruned"};
   std::mt19937 rng(12345);
-  int kills = 0, stage_kills = 0, attempts = 0;
+  int kills = 0, stage_kills = 0, attempts = 0, planned_stage_kills = 0;
   bool done = false;
   while (!done && attempts < 40) {
     auto env = common;
@@ -291,17 +291,23 @@ TEST(TrainDist, SigkillAtRandomPointsThenResumeIsBitwiseIdentical) {
                            {"M2SA_TOY_OUT", (tmp / "run.safetensors").string()}});
     std::string how = "no kill";
     if (kills < 14) {
-      // Every killed attempt has a SIGKILL at a random time (a random step plus a random delay); every other one
-      // also a SIGKILL at an exact stage of a checkpoint write (whichever comes first).
+      // Every other attempt is killed by its fault hook at an exact stage of a checkpoint write (within its first
+      // 3 saves: a checkpoint is written every step); the others by a SIGKILL at a random time (a random step plus
+      // a random delay). Only "best", written at epoch ends, may not be reached by its hook, so it also gets the
+      // timed kill, and it is not counted among the stage kills that must happen.
       const int step = 1 + static_cast<int>(rng() % 8), ms = static_cast<int>(rng() % 40);
-      env.insert(env.end(), {{"M2SA_TOY_KILL_AFTER_STEP", std::to_string(step)},
-                             {"M2SA_TOY_KILL_AFTER_MS", std::to_string(ms)}});
-      how = "SIGKILL " + std::to_string(ms) + " ms after step " + std::to_string(step);
-      if (attempts % 2 == 0) {
-        const std::string stage = stages[(attempts / 2) % stages.size()];
+      const bool staged = attempts % 2 == 0;
+      const std::string stage = stages[(attempts / 2) % stages.size()];
+      if (!staged || stage == "best") {
+        env.insert(env.end(), {{"M2SA_TOY_KILL_AFTER_STEP", std::to_string(step)},
+                               {"M2SA_TOY_KILL_AFTER_MS", std::to_string(ms)}});
+        how = "SIGKILL " + std::to_string(ms) + " ms after step " + std::to_string(step);
+      }
+      if (staged) {
         const int at = 1 + static_cast<int>(rng() % 3);
         env.insert(env.end(), {{"M2SA_TOY_KILL_STAGE", stage}, {"M2SA_TOY_KILL_AT_SAVE", std::to_string(at)}});
-        how += " or at save " + std::to_string(at) + " stage " + stage;
+        how = (stage == "best" ? how + " or at" : "SIGKILL at") + " save " + std::to_string(at) + " stage " + stage;
+        if (stage != "best") ++planned_stage_kills;
       }
     }
     ++attempts;
@@ -322,7 +328,8 @@ TEST(TrainDist, SigkillAtRandomPointsThenResumeIsBitwiseIdentical) {
   }
   ASSERT_TRUE(done) << "the run never finished";
   EXPECT_GE(kills, 14);
-  EXPECT_GE(stage_kills, 3);
+  EXPECT_GE(stage_kills, planned_stage_kills);
+  EXPECT_GE(planned_stage_kills, 6);
   const double diff = max_diff(load_all(tmp / "run.safetensors"), load_all(tmp / "ref.safetensors"));
   std::printf("%d kills (%d inside checkpoint writes); resumed run vs uninterrupted: max abs diff %g\n", kills,
               stage_kills, diff);

@@ -236,6 +236,29 @@ pid_t spawn_cli(const std::vector<std::string>& args, const fs::path& log) {
   return pid;
 }
 
+// The highest step in <run_dir>/metrics.jsonl (0 while there is none): the trigger of the signal tests, so that they
+// wait for the run's own progress, not for a wall-clock delay.
+int64_t logged_step(const fs::path& run_dir) {
+  std::ifstream in(run_dir / "metrics.jsonl");
+  int64_t step = 0;
+  for (std::string line; std::getline(in, line);) {
+    try {
+      step = std::max(step, json::parse(line).value("step", int64_t{0}));
+    } catch (const std::exception&) {
+    }
+  }
+  return step;
+}
+
+bool wait_for_step(const fs::path& run_dir, int64_t step, pid_t pid) {
+  const auto t0 = Clock::now();
+  while (logged_step(run_dir) < step && seconds_since(t0) < 300) {
+    if (::waitpid(pid, nullptr, WNOHANG) == pid) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return logged_step(run_dir) >= step;
+}
+
 TEST(TrainM2SAResume, SigkillMidRunThenResumeEndsWithIdenticalWeights) {
   test::TempDir tmp("m2sa_train_resume");
   const fs::path data = small_dataset(tmp);
@@ -246,12 +269,9 @@ TEST(TrainM2SAResume, SigkillMidRunThenResumeEndsWithIdenticalWeights) {
 
   const fs::path run = write_small_config(tmp.path(), data, "killed", 6, 1, 1);
   const pid_t pid = spawn_cli({"train", "--config", run.string()}, tmp / "killed.log");
-  // Kill shortly after the step-3 checkpoint exists: inside step 4 or its checkpoint write.
-  const fs::path ckpt = tmp / "killed" / "checkpoints" / CheckpointManager::dir_name(3);
-  const auto t0 = Clock::now();
-  while (!fs::exists(ckpt) && seconds_since(t0) < 300) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  ASSERT_TRUE(fs::exists(ckpt)) << test::read_bytes(tmp / "killed.log");
-  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  // Kill as soon as step 4 is logged: during the checkpoint write of step 4 or early in step 5 (the run's own
+  // progress is the trigger, not a delay).
+  ASSERT_TRUE(wait_for_step(tmp / "killed", 4, pid)) << test::read_bytes(tmp / "killed.log");
   ::kill(pid, SIGKILL);
   int status = 0;
   ::waitpid(pid, &status, 0);
@@ -280,29 +300,6 @@ TEST(TrainM2SAResume, SigkillMidRunThenResumeEndsWithIdenticalWeights) {
 
 
 // ------------------------------------------------------------------------------------------------ stop and full disk
-
-// The highest step in <run_dir>/metrics.jsonl (0 while there is none): the trigger of the signal tests, so that they
-// wait for the run's own progress, not for a wall-clock delay.
-int64_t logged_step(const fs::path& run_dir) {
-  std::ifstream in(run_dir / "metrics.jsonl");
-  int64_t step = 0;
-  for (std::string line; std::getline(in, line);) {
-    try {
-      step = std::max(step, json::parse(line).value("step", int64_t{0}));
-    } catch (const std::exception&) {
-    }
-  }
-  return step;
-}
-
-bool wait_for_step(const fs::path& run_dir, int64_t step, pid_t pid) {
-  const auto t0 = Clock::now();
-  while (logged_step(run_dir) < step && seconds_since(t0) < 300) {
-    if (::waitpid(pid, nullptr, WNOHANG) == pid) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return logged_step(run_dir) >= step;
-}
 
 // The ranks the local launcher started (its children).
 std::vector<pid_t> child_pids(pid_t pid) {

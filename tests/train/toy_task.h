@@ -235,4 +235,20 @@ inline ToyRun run_toy(const ToyOptions& o, dist::Communicator& comm, const std::
   return out;
 }
 
+// Runs the toy until step `at_step` has logged its metrics, then stops it as a kill would (an exception out of
+// on_step, before that step's checkpoint): with checkpoint_every 1 the latest checkpoint is the previous step's.
+// False when the run was not stopped that way (it ended first, or failed otherwise).
+inline bool run_toy_until_killed(const ToyOptions& o, dist::Communicator& comm, const std::filesystem::path& run_dir,
+                                 int64_t at_step) {
+  struct Killed {};
+  try {
+    run_toy(o, comm, run_dir, false, {}, [at_step](const train::StepReport& r) {
+      if (r.step == at_step) throw Killed{};
+    });
+  } catch (const Killed&) {
+    return true;
+  }
+  return false;
+}
+
 }  // namespace m2sa::test

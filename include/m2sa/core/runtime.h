@@ -17,8 +17,13 @@ struct RuntimeInfo {
 // Sets the LibTorch thread count and spdlog's level ("info" unless M2SA_LOG_LEVEL says otherwise).
 RuntimeInfo init_runtime();
 
-// If GLIBC_TUNABLES is unset, sets it and execv()s /proc/self/exe with the same argv. Returns only if no
-// re-exec happened (already set, opted out, or exec failed).
+// The GLIBC_TUNABLES value to re-execute with, "" when no re-exec is needed: the user's tunables (kept) plus
+// glibc.malloc.hugetlb=1, unless they already set it (or a re-exec did), or transparent huge pages are off
+// (`thp_mode`, the text of /sys/kernel/mm/transparent_hugepage/enabled: "[never]" means the tunable cannot help).
+std::string malloc_tunables_to_set(const char* user_tunables, const std::string& thp_mode);
+
+// Re-executes /proc/self/exe with the same argv when malloc_tunables_to_set says so. Returns only if no re-exec
+// happened (not needed, opted out with M2SA_NO_REEXEC, or exec failed).
 void reexec_with_malloc_tunables(int argc, char** argv);
 
 // Number of threads to use: M2SA_NUM_THREADS, then OMP_NUM_THREADS, then the machine's hardware threads.

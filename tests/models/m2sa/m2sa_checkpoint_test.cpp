@@ -24,7 +24,7 @@ namespace {
 namespace fs = std::filesystem;
 using infer::ModelSource;
 
-constexpr int64_t kSeg = 32000;
+using test::kSeg;
 
 using test::error_of;
 

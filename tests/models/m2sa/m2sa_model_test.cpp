@@ -22,7 +22,7 @@ namespace {
 using test::pad_rows;
 using test::prompt_ids;
 
-constexpr int64_t kSeg = 32000;
+using test::kSeg;
 const std::vector<int64_t> kAnswer{739, 338, kSeg, 322, kSeg, 29889, 2};  // "It is [SEG] and [SEG].</s>"
 
 // A batch of images with conversations; rows[r] = prompt + answer, image of each row given by `offset`.
@@ -307,7 +307,10 @@ TEST(M2SAModel, Bfloat16ModelGivesFp32Masks) {
   const double diff = test::max_abs_diff(out.pred_masks[0], ref.pred_masks[0]);
   const double scale = ref.pred_masks[0].abs().max().item<double>();
   std::cout << "[ precision ] bf16 vs fp32 masks: max abs diff " << diff << " (fp32 logits up to " << scale << ")\n";
-  EXPECT_LT(diff, 0.25 * scale + 0.5);
+  // Relative to the values: measured 1.6% of the largest logit (bf16 keeps 8 significant bits, about 0.4% per
+  // rounding, through the whole SAM + LLM stack); 5% leaves room for other CPUs' kernels, not for a wrong path.
+  ASSERT_GT(scale, 0.0);
+  EXPECT_LT(diff, 0.05 * scale);
   GenerationRequest req;
   req.images = b.images;
   req.prompts = {{prompt_ids(0), 0}};
@@ -358,15 +361,26 @@ TEST(M2SAModel, TrainableSelectionAndGradients) {
   const train::LossParts loss = train::m2sa_objective(out, {(at::rand({2, 40, 60}) > 0.5).to(at::kFloat)}, {});
   ASSERT_TRUE(std::isfinite(loss.loss.item<double>()));
   loss.loss.backward();
-  for (const auto& item : model->named_parameters()) {
-    const bool has = item.value().grad().defined();
+  // Frozen tensors get no gradient; trainable ones a finite one (those off the loss's path, such as the IoU
+  // head, none), and the ones on each branch of the loss a non-zero one. (lora_A gets zeros at first: LoRA's B
+  // starts at zero, peft's init.)
+  const auto params = model->named_parameters();
+  for (const auto& item : params) {
+    const at::Tensor& g = item.value().grad();
     if (!item.value().requires_grad()) {
-      EXPECT_FALSE(has) << item.key();
+      EXPECT_FALSE(g.defined()) << item.key();
+    }
+    if (g.defined()) {
+      EXPECT_TRUE(at::isfinite(g).all().item<bool>()) << item.key();
     }
   }
-  EXPECT_TRUE(model->visual_model->mask_decoder->compress_conv1->weight.grad().defined());
-  EXPECT_TRUE(model->text_hidden_fcs->fc1->weight.grad().defined());
-  EXPECT_TRUE(model->llm->lm_head->weight.grad().defined());
+  for (const char* key : {"model.visual_model.mask_decoder.compress_vit.0.weight", "model.text_hidden_fcs.0.0.weight",
+                          "lm_head.weight", "model.layers.0.self_attn.q_proj.lora_B.default.weight"}) {
+    const at::Tensor* w = params.find(key);
+    ASSERT_NE(w, nullptr) << key;
+    ASSERT_TRUE(w->grad().defined()) << key;
+    EXPECT_GT(w->grad().abs().sum().item<double>(), 0.0) << key;
+  }
 
   // "full": every parameter; gradients now reach the SAM encoder and CLIP too.
   auto full = test::tiny_model();
@@ -376,9 +390,13 @@ TEST(M2SAModel, TrainableSelectionAndGradients) {
   full->train();
   const ForwardOutput fout = full->forward(b);
   train::m2sa_objective(fout, {(at::rand({2, 40, 60}) > 0.5).to(at::kFloat)}, {}).loss.backward();
-  EXPECT_TRUE(full->visual_model->image_encoder->patch_embed->proj->weight.grad().defined());
-  EXPECT_TRUE(full->vision_tower->vision_tower->vision_model->pre_layrnorm->weight.grad().defined());
-  EXPECT_TRUE(full->mm_projector->weight.grad().defined());
+  for (const at::Tensor& w : {full->visual_model->image_encoder->patch_embed->proj->weight,
+                              full->vision_tower->vision_tower->vision_model->pre_layrnorm->weight,
+                              full->mm_projector->weight}) {
+    ASSERT_TRUE(w.grad().defined());
+    EXPECT_TRUE(at::isfinite(w.grad()).all().item<bool>());
+    EXPECT_GT(w.grad().abs().sum().item<double>(), 0.0);
+  }
   EXPECT_EQ(train_mode_from_name("full"), TrainMode::kFull);
   EXPECT_NE(test::m2sa_error_of([] { train_mode_from_name("lora+"); }).find("unknown train mode"), std::string::npos);
 }

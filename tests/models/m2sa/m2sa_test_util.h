@@ -13,6 +13,9 @@
 
 namespace m2sa::test {
 
+// The [SEG] token id of the tiny config (configs/tiny.json "seg_token_id").
+inline constexpr int64_t kSeg = 32000;
+
 inline m2sa_model::M2SAConfig tiny_config() {
   return m2sa_model::read_model_config(repo_root() / "configs" / "tiny.json");
 }
