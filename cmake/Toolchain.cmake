@@ -16,6 +16,19 @@ if(M2SA_SANITIZE)
   add_link_options(-fsanitize=address,undefined)
 endif()
 
+# Fuzzing (scripts/fuzz.sh): every object gets libFuzzer's coverage instrumentation and ASan + UBSan, so the
+# fuzzer is guided through the readers and any UB aborts; the fuzz_<name> binaries add libFuzzer's main
+# (-fsanitize=fuzzer, CMakeLists.txt). vptr checks are off: they need RTTI-compatible type info from every
+# LibTorch object, which the wheel's build does not promise.
+if(M2SA_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "M2SA_FUZZ=ON needs clang (libFuzzer), e.g. CXX=clang++-14; this is ${CMAKE_CXX_COMPILER_ID}")
+  endif()
+  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize=vptr -fno-sanitize-recover=all
+                      -fno-omit-frame-pointer -g)
+  add_link_options(-fsanitize=address,undefined -fno-sanitize=vptr)
+endif()
+
 # Unity builds. LibTorch 2.x's <ATen/ATen.h> and <torch/nn/module.h> take 15-40 s of CPU to parse in every
 # translation unit, most of a 2-core build; compiling sources in batches parses them once per batch (a clean build of
 # everything, ccache off, takes 10 minutes on 2 cores). Precompiled headers were measured and lose here: GCC 12

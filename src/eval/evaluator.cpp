@@ -373,7 +373,9 @@ class Evaluator {
       for (std::size_t c = 0; c < ranges[i].size(); ++c, ++k) {
         const m2sa_model::GenerationResult& r = out.results[k];
         if (opt_.on_answer) opt_.on_answer(it.sample, static_cast<int64_t>(c), r);
-        const auto [first, count] = ranges[i][c];
+        // Plain variables, not a structured binding: C++17 lambdas may not capture those (clang refuses; the
+        // fuzz build uses clang).
+        const int64_t first = ranges[i][c].first, count = ranges[i][c].second;
         const ImageScore q = with_context("scoring " + item_name(dataset_, it.index, &it.sample) + " question " +
                                               std::to_string(c),
                                           [&] {

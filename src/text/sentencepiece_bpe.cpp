@@ -163,11 +163,15 @@ SentencePieceBpe SentencePieceBpe::from_serialized(const std::string& bytes, con
       has_unk = true;
     }
     if (t == PieceType::kByte) {
-      unsigned v = 0;
-      if (piece.size() != 6 || piece.compare(0, 3, "<0x") != 0 || piece[5] != '>' ||
-          std::sscanf(piece.c_str() + 3, "%2X", &v) != 1)
+      // Two hex digits, checked one by one: sscanf("%2X") also takes a sign or a space ("<0x-9>" gave
+      // 4294967287, an index far outside byte_ids_; found by fuzz/tokenizer_model_fuzz.cpp).
+      auto hex = [](char c) {
+        return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+      };
+      if (piece.size() != 6 || piece.compare(0, 3, "<0x") != 0 || piece[5] != '>' || hex(piece[3]) < 0 ||
+          hex(piece[4]) < 0)
         fail(name, ": byte piece \"", piece, "\" is not of the form <0xXX>");
-      m.byte_ids_[v] = i;
+      m.byte_ids_[hex(piece[3]) * 16 + hex(piece[4])] = i;
       m.byte_fallback_ = true;
     }
   }

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "m2sa/models/llama/llama_config.h"
 #include "m2sa/models/sam/sam_config.h"
 #include "test_util.h"
@@ -77,6 +79,20 @@ TEST(JsonReader, ConfigParsersRefuseNonIntegers) {
   sam["image_encoder"]["depth"] = 18446744073709551615ull;
   e = test::m2sa_error_of([&] { sam::SamConfig::from_json(JsonReader(sam, "tiny.json", "sam")); });
   EXPECT_NE(e.find("sam.image_encoder.depth: 18446744073709551615 is out of range"), std::string::npos) << e;
+}
+
+// nlohmann throws out_of_range, not parse_error, for a number beyond a double; that too is an m2sa::Error naming
+// the file (it once escaped read_json_file as a bare nlohmann exception; fuzz/regressions/model_config/).
+TEST(JsonReader, NumberOverflowIsAnErrorNamingTheFile) {
+  test::TempDir dir;
+  const auto path = dir / "big.json";
+  std::ofstream(path) << R"({"lr": 2e999})";
+  try {
+    (void)read_json_file(path);
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("big.json: invalid JSON"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

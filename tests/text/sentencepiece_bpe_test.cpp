@@ -49,5 +49,23 @@ TEST(SentencePieceBpe, TruncatedModelIsRefused) {
   }
 }
 
+// A byte piece must be <0x> and two hex digits; "<0x-9>" once indexed the byte table at 4294967287
+// (fuzz/regressions/tokenizer_model/).
+TEST(SentencePieceBpe, MalformedBytePieceIsRefused) {
+  std::string bytes = test::read_bytes(test::fixture("llama2_tokenizer.model"));
+  const std::size_t at = bytes.find("<0x0A>");
+  ASSERT_NE(at, std::string::npos);
+  for (const char* bad : {"<0x-9>", "<0x 9>", "<0x+A>", "<0xG0>"}) {
+    std::string edited = bytes;
+    edited.replace(at, 6, bad);
+    try {
+      SentencePieceBpe::from_serialized(edited, "bad.model");
+      ADD_FAILURE() << bad << ": expected an error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("is not of the form <0xXX>"), std::string::npos) << e.what();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace m2sa
