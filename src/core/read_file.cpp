@@ -11,7 +11,10 @@ namespace m2sa {
 
 std::string read_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path.string(), ": cannot open: ", std::strerror(errno));
+  if (!in) {
+    if (errno == ENOENT) fail(path.string(), ": does not exist");
+    fail(path.string(), ": cannot open: ", std::strerror(errno));
+  }
   std::ostringstream s;
   s << in.rdbuf();
   if (in.bad()) fail(path.string(), ": read failed");

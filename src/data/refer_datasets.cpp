@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "entry_json.h"
+#include "m2sa/core/read_file.h"
 #include "m2sa/data/image_files.h"
 #include "m2sa/io/pickle.h"
 
@@ -17,17 +18,6 @@ namespace fs = std::filesystem;
 using detail::json;
 
 namespace {
-
-std::string read_file_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    std::error_code ec;
-    fail(path.string(), fs::exists(path, ec) ? ": cannot open" : ": does not exist");
-  }
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 Ref to_ref(const PyValue& v, std::size_t i, const std::string& file) {
   const std::string where = file + ": refs[" + std::to_string(i) + "]";
@@ -84,7 +74,7 @@ ReferApi::ReferApi(const fs::path& refer_seg_dir, const std::string& dataset, co
   image_dir_ = refer_image_dir(refer_seg_dir, dataset);
   instances_ = read_coco_json(dir / "instances.json", dataset, skip_bad, report);
 
-  const std::string bytes = read_file_bytes(refs_path_);
+  const std::string bytes = read_file(refs_path_);
   const PyValue root = unpickle(bytes, PickleHooks{}, refs_path_.string());
   if (root.kind() != PyValue::Kind::List) fail(refs_path_.string(), ": expected a list of refs, got a ", root.kind_name());
   const auto& items = root.items();

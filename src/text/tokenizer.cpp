@@ -10,6 +10,7 @@
 
 #include "m2sa/core/atomic_file.h"
 #include "m2sa/core/error.h"
+#include "m2sa/core/read_file.h"
 #include "m2sa/core/strings.h"
 #include "m2sa/core/json_reader.h"
 #include "m2sa/text/sentencepiece_bpe.h"
@@ -88,14 +89,6 @@ std::string python_rstrip(const std::string& s) {
     i += n;
   }
   return s.substr(0, end);
-}
-
-std::string read_file_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path.string(), ": cannot open file");
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 // A special token from tokenizer_config.json (AddedToken only with "__type": "AddedToken") or
@@ -337,7 +330,7 @@ std::shared_ptr<Tokenizer::Impl> load_model(const fs::path& model_file) {
   auto impl = std::make_shared<Tokenizer::Impl>();
   impl->source = model_file.string();
   if (!fs::exists(model_file)) fail(model_file.string(), ": tokenizer model file not found");
-  impl->model_proto = read_file_bytes(model_file);
+  impl->model_proto = read_file(model_file);
   if (impl->model_proto.empty()) fail(model_file.string(), ": empty file, expected a sentencepiece model");
   impl->sp = std::make_shared<const SentencePieceBpe>(
       SentencePieceBpe::from_serialized(impl->model_proto, model_file.string()));

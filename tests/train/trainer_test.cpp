@@ -20,6 +20,13 @@ std::vector<json> read_jsonl(const fs::path& p) {
   return out;
 }
 
+// The metrics file reads as one run: one line per step 1..steps, in order, none twice.
+void expect_one_line_per_step(const fs::path& metrics, int64_t steps) {
+  const std::vector<json> lines = read_jsonl(metrics);
+  ASSERT_EQ(lines.size(), static_cast<size_t>(steps));
+  for (size_t i = 0; i < lines.size(); ++i) EXPECT_EQ(lines[i]["step"], static_cast<int64_t>(i + 1));
+}
+
 double max_diff(const NamedTensors& a, const NamedTensors& b) {
   EXPECT_EQ(a.size(), b.size());
   double worst = 0;
@@ -86,10 +93,7 @@ TEST(TrainTrainer, ResumeContinuesBitForBit) {
   EXPECT_EQ(resumed.reports.size(), 3u);
   EXPECT_EQ(max_diff(full.masters, resumed.masters), 0.0);
   EXPECT_EQ(resumed.reports.back().loss, full.reports.back().loss);
-  // The metrics file reads as one run: steps 1..8, no duplicates.
-  std::vector<json> lines = read_jsonl(b / "metrics.jsonl");
-  ASSERT_EQ(lines.size(), 8u);
-  for (size_t i = 0; i < lines.size(); ++i) EXPECT_EQ(lines[i]["step"], static_cast<int64_t>(i + 1));
+  expect_one_line_per_step(b / "metrics.jsonl", 8);
 }
 
 // A stop request (SIGTERM in `m2sa train`) seen during step 4 ends the run after that step with its checkpoint
@@ -115,6 +119,7 @@ TEST(TrainTrainer, StopRequestCheckpointsTheStepAndResumesExactly) {
   EXPECT_FALSE(resumed.summary.stopped);
   EXPECT_EQ(resumed.summary.start_step, 4);
   EXPECT_EQ(max_diff(full.masters, resumed.masters), 0.0);
+  expect_one_line_per_step(b / "metrics.jsonl", 8);
   // A request during the last step is just the end of the run.
   test::TempDir c;
   stopping.stop_requested = [] { return true; };
@@ -138,9 +143,7 @@ TEST(TrainTrainer, ResumeWithoutTheLatestPointerContinuesFromTheNewestCheckpoint
   EXPECT_EQ(resumed.summary.start_step, 5);
   EXPECT_EQ(resumed.reports.size(), 3u);
   EXPECT_EQ(max_diff(full.masters, resumed.masters), 0.0);
-  std::vector<json> lines = read_jsonl(b / "metrics.jsonl");
-  ASSERT_EQ(lines.size(), 8u);
-  for (size_t i = 0; i < lines.size(); ++i) EXPECT_EQ(lines[i]["step"], static_cast<int64_t>(i + 1));
+  expect_one_line_per_step(b / "metrics.jsonl", 8);
 }
 
 TEST(TrainTrainer, ResumeRefusesStepDirectoriesWithoutACompleteCheckpoint) {
