@@ -173,6 +173,12 @@ LoadedModel load_model(const ModelSource& src, const LoadModelOptions& options) 
   }
   model->to(options.device, options.dtype);
   model->train(!options.eval);
+  if (options.eval && options.fuse_projections) {
+    for (auto& p : model->parameters()) p.set_requires_grad(false);
+    const int64_t fused = model->llm->fuse_projections();
+    log.push_back("fused projections: " + std::to_string(fused) + " of " +
+                  std::to_string(2 * model->config().llama.num_hidden_layers) + " q/k/v and gate/up groups");
+  }
   return LoadedModel{model, tokenizer, log};
 }
 

@@ -173,7 +173,9 @@ at::Tensor EmbeddingImpl::forward(const at::Tensor& ids) const {
     M2SA_CHECK(lo >= 0 && hi < num_embeddings, "Embedding: token id ", lo < 0 ? lo : hi, " is outside [0, ",
                num_embeddings, ")");
   }
-  return at::embedding(weight, ids);
+  return lookup(ids);
 }
+
+at::Tensor EmbeddingImpl::lookup(const at::Tensor& ids) const { return at::embedding(weight, ids); }
 
 }  // namespace m2sa::nn

@@ -42,6 +42,9 @@ struct LoadModelOptions {
   c10::Device device = c10::Device(c10::kCPU);
   bool eval = true;                              // eval() mode (no LoRA dropout)
   std::optional<nn::AttentionMode> attention;    // overrides the config's m2sa.attention (`--attention`)
+  // With eval: freeze every weight and compute LLaMA's q/k/v and gate/up as one matmul each (the inference fast
+  // path; checkpoint names and export unchanged, nn/fused_linears.h).
+  bool fuse_projections = true;
 };
 
 struct LoadedModel {

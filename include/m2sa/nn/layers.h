@@ -100,7 +100,8 @@ TORCH_MODULE(RMSNorm);
 class EmbeddingImpl : public torch::nn::Module {
  public:
   EmbeddingImpl(int64_t num_embeddings, int64_t embedding_dim);
-  at::Tensor forward(const at::Tensor& ids) const;  // ids must be in [0, num_embeddings)
+  at::Tensor forward(const at::Tensor& ids) const;  // ids must be in [0, num_embeddings) (checked: reads them back)
+  at::Tensor lookup(const at::Tensor& ids) const;   // the same without the check, for ids the caller vouches for
   int64_t num_embeddings, embedding_dim;
   at::Tensor weight;
 };

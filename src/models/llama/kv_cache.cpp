@@ -23,6 +23,7 @@ KVCache::KVCache(const LlamaConfig& config, int64_t batch_size, int64_t capacity
     values_.push_back(at::zeros({batch_size, num_heads_, capacity, head_dim_}, options));
   }
   lengths_.assign(batch_size, 0);
+  device_lengths_ = at::zeros({batch_size}, options.dtype(at::kLong));
 }
 
 int64_t KVCache::length(int64_t b) const {
@@ -36,7 +37,10 @@ int64_t KVCache::memory_bytes() const {
   return 2 * n;
 }
 
-void KVCache::reset() { std::fill(lengths_.begin(), lengths_.end(), 0); }
+void KVCache::reset() {
+  std::fill(lengths_.begin(), lengths_.end(), 0);
+  device_lengths_.zero_();
+}
 
 void KVCache::check_room(int64_t num_new) const {
   for (int64_t b = 0; b < batch_size_; ++b) {
@@ -66,14 +70,33 @@ std::pair<at::Tensor, at::Tensor> KVCache::append(int64_t layer, const at::Tenso
     using at::indexing::Slice;
     const auto idx = at::TensorOptions().dtype(at::kLong).device(kb.device());
     at::Tensor batch = at::arange(batch_size_, idx).unsqueeze(1);                       // [B, 1]
-    at::Tensor start = at::tensor(lengths_, at::TensorOptions().dtype(at::kLong)).to(kb.device());
-    at::Tensor slots = start.unsqueeze(1) + at::arange(t, idx).unsqueeze(0);           // [B, T]
+    at::Tensor slots = device_lengths_.unsqueeze(1) + at::arange(t, idx).unsqueeze(0);  // [B, T]
     // Advanced indices around a slice put their broadcast dims first: the target is [B, T, heads, D].
     kb.index_put_({batch, Slice(), slots, Slice()}, k.permute({0, 2, 1, 3}));
     vb.index_put_({batch, Slice(), slots, Slice()}, v.permute({0, 2, 1, 3}));
   }
   const int64_t kv_len = hi + t;
   return {kb.narrow(2, 0, kv_len), vb.narrow(2, 0, kv_len)};
+}
+
+std::pair<at::Tensor, at::Tensor> KVCache::append_at_device_lengths(int64_t layer, const at::Tensor& k,
+                                                                    const at::Tensor& v) {
+  M2SA_CHECK(layer >= 0 && layer < num_layers(), "KVCache: layer ", layer, " outside [0, ", num_layers(), ")");
+  M2SA_CHECK(k.dim() == 4 && k.size(0) == batch_size_ && k.size(1) == num_heads_ && k.size(2) == 1 &&
+                 k.size(3) == head_dim_ && v.sizes() == k.sizes(),
+             "KVCache: a fixed-shape step takes k/v [", batch_size_, ", ", num_heads_, ", 1, ", head_dim_, "], got ",
+             k.sizes(), " and ", v.sizes());
+  const at::Tensor slot = device_lengths_.view({batch_size_, 1, 1, 1}).expand({batch_size_, num_heads_, 1, head_dim_});
+  keys_[layer].scatter_(2, slot, k);
+  values_[layer].scatter_(2, slot, v);
+  return {keys_[layer], values_[layer]};
+}
+
+void KVCache::advance_device_lengths() { device_lengths_.add_(1); }
+
+void KVCache::advance_host_lengths(int64_t n) {
+  check_room(n);
+  for (auto& l : lengths_) l += n;
 }
 
 void KVCache::advance(const std::vector<int64_t>& n_valid) {
@@ -84,6 +107,10 @@ void KVCache::advance(const std::vector<int64_t>& n_valid) {
                " by ", n_valid[b]);
     lengths_[b] += n_valid[b];
   }
+  if (std::all_of(n_valid.begin(), n_valid.end(), [&](int64_t n) { return n == n_valid.front(); }))
+    device_lengths_.add_(n_valid.front());
+  else
+    device_lengths_.copy_(at::tensor(lengths_, at::TensorOptions().dtype(at::kLong)));
 }
 
 }  // namespace m2sa::llama

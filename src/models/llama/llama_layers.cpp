@@ -29,15 +29,25 @@ LlamaAttentionImpl::LlamaAttentionImpl(const LlamaConfig& c, int64_t index)
 
 at::Tensor LlamaAttentionImpl::forward(const at::Tensor& x, const LayerStep& step) const {
   const int64_t b = x.size(0), t = x.size(1);
-  auto heads = [&](const at::Tensor& y) { return y.view({b, t, num_heads, head_dim}).transpose(1, 2); };
-  at::Tensor q = nn::apply_rotary(heads(q_proj->forward(x)), step.cos, step.sin);  // [B, heads, T, D]
-  at::Tensor k = nn::apply_rotary(heads(k_proj->forward(x)), step.cos, step.sin);
-  at::Tensor v = heads(v_proj->forward(x));
-  if (step.cache) std::tie(k, v) = step.cache->append(layer_index, k, v);  // [B, heads, Tk, D]
+  auto heads = [&](const at::Tensor& y) { return y.reshape({b, t, num_heads, head_dim}).transpose(1, 2); };
+  at::Tensor q, k, v;
+  if (qkv_ && qkv_->valid()) {
+    const std::vector<at::Tensor> qkv = qkv_->forward(x);
+    q = qkv[0], k = qkv[1], v = qkv[2];
+  } else {
+    q = q_proj->forward(x), k = k_proj->forward(x), v = v_proj->forward(x);
+  }
+  q = nn::apply_rotary(heads(q), step.cos, step.sin);  // [B, heads, T, D]
+  k = nn::apply_rotary(heads(k), step.cos, step.sin);
+  v = heads(v);
+  if (step.cache) {
+    std::tie(k, v) = step.fixed_shape ? step.cache->append_at_device_lengths(layer_index, k, v)
+                                      : step.cache->append(layer_index, k, v);  // [B, heads, Tk, D]
+  }
   nn::AttentionOptions opt;
   opt.softmax_fp32 = true;  // HF: softmax(..., dtype=float32).to(q.dtype)
   if (step.mask.defined()) opt.mask = step.mask;
-  else opt.causal = true;
+  else opt.causal = step.causal;
   at::Tensor out = nn::attention(q, k, v, opt);  // [B, heads, T, D]
   return o_proj->forward(out.transpose(1, 2).reshape({b, t, num_heads * head_dim}));
 }
@@ -48,8 +58,22 @@ LlamaMlpImpl::LlamaMlpImpl(const LlamaConfig& c) {
   down_proj = register_module("down_proj", make_linear(c.intermediate_size, c.hidden_size));
 }
 
+bool LlamaAttentionImpl::fuse_projections() {
+  qkv_ = nn::FusedLinears::fuse({q_proj, k_proj, v_proj});
+  return qkv_.has_value();
+}
+
 at::Tensor LlamaMlpImpl::forward(const at::Tensor& x) const {
+  if (gate_up_ && gate_up_->valid()) {
+    const std::vector<at::Tensor> gu = gate_up_->forward(x);
+    return down_proj->forward(at::silu(gu[0]) * gu[1]);
+  }
   return down_proj->forward(at::silu(gate_proj->forward(x)) * up_proj->forward(x));
+}
+
+bool LlamaMlpImpl::fuse_projections() {
+  gate_up_ = nn::FusedLinears::fuse({gate_proj, up_proj});
+  return gate_up_.has_value();
 }
 
 LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LlamaConfig& c, int64_t index) {

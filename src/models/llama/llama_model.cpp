@@ -24,11 +24,12 @@ std::vector<int64_t> real_token_counts(const at::Tensor& mask, int64_t b, int64_
   M2SA_CHECK(mask.scalar_type() == at::kBool || at::isIntegralType(mask.scalar_type(), /*includeBool=*/false) ||
                  at::isFloatingType(mask.scalar_type()),
              "LLaMA forward: attention_mask has unsupported dtype ", mask.scalar_type());
-  at::Tensor m = mask.to(at::kCPU).to(at::kDouble);
-  M2SA_CHECK(((m == 0) | (m == 1)).all().item<bool>(), "LLaMA forward: attention_mask must hold only 0 and 1");
-  at::Tensor ml = m.to(at::kLong).contiguous();
+  // A mask made on the host (as the decoding loops make theirs) is read in place; one on the device is copied once.
+  at::Tensor m = (mask.device().is_cpu() ? mask : mask.to(at::kCPU)).to(at::kDouble).contiguous();
+  const double* p = m.data_ptr<double>();
+  for (int64_t i = 0; i < b * t; ++i)
+    M2SA_CHECK(p[i] == 0 || p[i] == 1, "LLaMA forward: attention_mask must hold only 0 and 1, found ", p[i]);
   std::vector<int64_t> counts(b);
-  const int64_t* p = ml.data_ptr<int64_t>();
   for (int64_t r = 0; r < b; ++r) {
     int64_t n = 0;
     while (n < t && p[r * t + n] == 1) ++n;
@@ -78,7 +79,19 @@ at::Tensor LlamaForCausalLMImpl::embed(const at::Tensor& ids) const {
     M2SA_CHECK(lo >= 0 && hi < config_.vocab_size, "LLaMA embed: token id ", lo < 0 ? lo : hi,
                " is outside the vocabulary [0, ", config_.vocab_size, ")");
   }
-  return model->embed_tokens->forward(ids.to(w.device()).to(at::kLong));
+  return model->embed_tokens->lookup(ids.to(w.device()).to(at::kLong));
+}
+
+at::Tensor LlamaForCausalLMImpl::embed_generated(const at::Tensor& ids) const {
+  // No range check: an argmax over this model's logits is in the vocabulary by construction, and checking would
+  // read the ids back to the host in every decoding step.
+  return model->embed_tokens->lookup(ids);
+}
+
+int64_t LlamaForCausalLMImpl::fuse_projections() {
+  int64_t fused = 0;
+  for (auto& layer : model->layers) fused += static_cast<int64_t>(layer->self_attn->fuse_projections()) + static_cast<int64_t>(layer->mlp->fuse_projections());
+  return fused;
 }
 
 KVCache LlamaForCausalLMImpl::make_cache(int64_t batch_size, int64_t capacity) const {
@@ -109,6 +122,11 @@ LlamaOutput LlamaForCausalLMImpl::forward(const at::Tensor& inputs_embeds, const
       for (int64_t r = 0; r < b; ++r)
         M2SA_CHECK(n_real[r] > 0, "LLaMA forward: attention_mask row ", r, " has no real token");
   }
+
+  if (o.fixed_shape)
+    M2SA_CHECK(o.cache && t == 1 && !o.attention_mask.defined() && !o.position_ids.defined(),
+               "LLaMA forward: a fixed-shape step takes one token per row, a cache, and no attention_mask or "
+               "position_ids (got T = ", t, ")");
 
   // Cache compatibility and room; start offsets.
   std::vector<int64_t> start(b, 0);
@@ -142,9 +160,10 @@ LlamaOutput LlamaForCausalLMImpl::forward(const at::Tensor& inputs_embeds, const
     M2SA_CHECK(lo >= 0 && hi < c.max_position_embeddings, "LLaMA forward: position id ", lo < 0 ? lo : hi,
                " is outside [0, max_position_embeddings = ", c.max_position_embeddings, ")");
     positions = p.to(device).to(at::kLong);
+  } else if (o.cache) {
+    positions = o.cache->device_lengths().unsqueeze(1) + at::arange(t, long_on(device)).unsqueeze(0);
   } else {
-    positions = at::tensor(start, at::TensorOptions().dtype(at::kLong)).to(device).unsqueeze(1) +
-                at::arange(t, long_on(device)).unsqueeze(0);
+    positions = at::arange(t, long_on(device)).unsqueeze(0).expand({b, t});
   }
 
   LayerStep step;
@@ -154,13 +173,27 @@ LlamaOutput LlamaForCausalLMImpl::forward(const at::Tensor& inputs_embeds, const
     step.cos = tables.cos.index_select(0, flat).view({b, 1, t, d}).to(h.scalar_type());
     step.sin = tables.sin.index_select(0, flat).view({b, 1, t, d}).to(h.scalar_type());
   }
-  if (o.cache) {
-    // Query t of row b sees slots <= start[b] + t: its own history, this step's earlier tokens, itself.
-    const int64_t kv_len = *std::max_element(start.begin(), start.end()) + t;
-    at::Tensor query_slot = at::tensor(start, at::TensorOptions().dtype(at::kLong)).to(device).unsqueeze(1) +
-                            at::arange(t, long_on(device)).unsqueeze(0);                        // [B, T]
-    at::Tensor key_slot = at::arange(kv_len, long_on(device));                                  // [Tk]
-    step.mask = (key_slot.view({1, 1, kv_len}) <= query_slot.unsqueeze(2)).unsqueeze(1);        // [B, 1, T, Tk]
+  if (o.fixed_shape) {
+    // Row b sees slots <= device_lengths[b] of the whole buffer (its history and the token written now).
+    const int64_t cap = o.cache->capacity();
+    step.mask = (at::arange(cap, long_on(device)).view({1, 1, 1, cap}) <=
+                 o.cache->device_lengths().view({b, 1, 1, 1}));                                  // [B, 1, 1, cap]
+    step.cache = o.cache;
+    step.fixed_shape = true;
+  } else if (o.cache) {
+    // Query t of row b sees slots <= start[b] + t: its own history, this step's earlier tokens, itself. When every
+    // row starts at the same slot that is causal attention aligned to the end of the keys, and for a single new
+    // token no mask at all (so SDPA may take its flash kernel); otherwise an explicit mask from the device lengths.
+    const int64_t lo = *std::min_element(start.begin(), start.end());
+    const int64_t hi = *std::max_element(start.begin(), start.end());
+    if (lo == hi) {
+      step.causal = t > 1;
+    } else {
+      const int64_t kv_len = hi + t;
+      at::Tensor query_slot = o.cache->device_lengths().unsqueeze(1) + at::arange(t, long_on(device)).unsqueeze(0);
+      at::Tensor key_slot = at::arange(kv_len, long_on(device));                                  // [Tk]
+      step.mask = (key_slot.view({1, 1, kv_len}) <= query_slot.unsqueeze(2)).unsqueeze(1);        // [B, 1, T, Tk]
+    }
     step.cache = o.cache;
   } else if (padded && *std::min_element(n_real.begin(), n_real.end()) < t) {
     // HF: causal mask plus the key padding mask.
@@ -187,13 +220,19 @@ LlamaOutput LlamaForCausalLMImpl::forward(const at::Tensor& inputs_embeds, const
   if (o.last_logits_only) {
     std::vector<int64_t> last(b);
     for (int64_t r = 0; r < b; ++r) last[r] = std::max<int64_t>(n_real[r] - 1, 0);
-    at::Tensor index = at::tensor(last, at::TensorOptions().dtype(at::kLong)).to(device).view({b, 1, 1});
-    at::Tensor picked = out.final_hidden.gather(1, index.expand({b, 1, c.hidden_size}));        // [B, 1, H]
+    at::Tensor picked;  // [B, 1, H]
+    if (std::all_of(last.begin(), last.end(), [&](int64_t l) { return l == last.front(); })) {
+      picked = out.final_hidden.narrow(1, last.front(), 1);
+    } else {
+      at::Tensor index = at::tensor(last, at::TensorOptions().dtype(at::kLong)).to(device).view({b, 1, 1});
+      picked = out.final_hidden.gather(1, index.expand({b, 1, c.hidden_size}));
+    }
     out.logits = lm_head->forward(picked);
   } else {
     out.logits = lm_head->forward(out.final_hidden);
   }
-  if (o.cache) o.cache->advance(n_real);
+  if (o.fixed_shape) o.cache->advance_device_lengths();
+  else if (o.cache) o.cache->advance(n_real);
   return out;
 }
 

@@ -35,15 +35,6 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 
 }  // namespace
 
-const char* finish_reason_name(FinishReason reason) {
-  switch (reason) {
-    case FinishReason::kEos: return "eos";
-    case FinishReason::kMaxNewTokens: return "max_new_tokens";
-    case FinishReason::kContextFull: return "context_full";
-  }
-  return "unknown";
-}
-
 // ---- parts ----
 
 TextHiddenFcsImpl::TextHiddenFcsImpl(int64_t hidden_size, int64_t out_dim) {
@@ -354,50 +345,19 @@ GenerationOutput M2SAForCausalLMImpl::generate(const GenerationRequest& request,
   tm.prefill_s = seconds_since(t0);
   tm.prefill_tokens = k_total * pmax;
 
-  // 3. Greedy decoding. A finished row is held in place (mask 0); every row keeps one spare cache slot so
-  //    that the batched step can always write (KVCache writes a slot for every row).
+  // 3. Greedy decoding (llama/greedy_decode.h: no host sync per token in the steady state).
   t0 = std::chrono::steady_clock::now();
+  llama::GreedyDecodeOptions gdo;
+  gdo.max_new_tokens = opt.max_new_tokens;
+  gdo.eos_token_id = opt.eos_token_id;
+  llama::GreedyDecodeOutput decoded = llama::greedy_decode(llm, cache, logits, gdo);
+  const std::vector<at::Tensor>& step_hidden = decoded.step_hidden;
   std::vector<GenerationResult> res(static_cast<std::size_t>(k_total));
-  std::vector<bool> active(static_cast<std::size_t>(k_total), true);
-  std::vector<at::Tensor> step_hidden;  // per step [K, 1, H]: the state of the token fed at that step
-  while (true) {
-    const at::Tensor next = logits.select(1, 0).argmax(-1).to(at::kCPU);  // [K]
-    const int64_t* nx = next.data_ptr<int64_t>();
-    bool any = false;
-    for (int64_t k = 0; k < k_total; ++k) {
-      const auto kk = static_cast<std::size_t>(k);
-      if (!active[kk]) continue;
-      GenerationResult& r = res[kk];
-      r.output_ids.push_back(nx[k]);
-      if (nx[k] == opt.eos_token_id) {
-        r.finish_reason = FinishReason::kEos;
-      } else if (static_cast<int64_t>(r.output_ids.size()) >= opt.max_new_tokens) {
-        r.finish_reason = FinishReason::kMaxNewTokens;
-      } else if (cache.length(k) + 1 >= capacity) {
-        r.finish_reason = FinishReason::kContextFull;
-      } else {
-        any = true;
-        continue;
-      }
-      active[kk] = false;
-    }
-    if (!any) break;
-    at::Tensor ids = at::zeros({k_total, 1}, long_cpu);
-    at::Tensor step_mask = at::zeros({k_total, 1}, long_cpu);
-    for (int64_t k = 0; k < k_total; ++k)
-      if (active[static_cast<std::size_t>(k)]) {
-        ids[k][0] = nx[k];
-        step_mask[k][0] = 1;
-      }
-    llama::ForwardOptions so;
-    so.attention_mask = step_mask;
-    so.cache = &cache;
-    so.last_logits_only = true;
-    llama::LlamaOutput step = llm->forward(llm->embed(ids), so);
-    step_hidden.push_back(step.final_hidden);
-    logits = step.logits;
-    ++tm.decode_steps;
+  for (int64_t k = 0; k < k_total; ++k) {
+    res[static_cast<std::size_t>(k)].output_ids = std::move(decoded.output_ids[static_cast<std::size_t>(k)]);
+    res[static_cast<std::size_t>(k)].finish_reason = decoded.finish_reasons[static_cast<std::size_t>(k)];
   }
+  tm.decode_steps = decoded.steps;
   tm.decode_s = seconds_since(t0);
 
   // 4. [SEG] prompts: the state before each generated [SEG] (spec 5.3).

@@ -22,12 +22,17 @@ struct LlamaFixture {
       LlamaConfig::from_hf_config(fx.config().at("hf_llama_config"), "llama_tiny.json: config.hf_llama_config");
   LlamaForCausalLM model{nullptr};
 
-  LlamaFixture() {
+  // fused: q/k/v and gate/up as one matmul each (the inference fast path, issue 15).
+  explicit LlamaFixture(bool fused = false) {
     model = LlamaForCausalLM(config);
     const LoadReport report = model->load(fx.weights());
     EXPECT_TRUE(report.missing.empty() && report.unexpected.empty()) << report.summary();
     model->to(test::device());
     model->eval();
+    for (auto& p : model->parameters()) p.set_requires_grad(false);
+    if (fused) {
+      EXPECT_EQ(model->fuse_projections(), 2 * config.num_hidden_layers);
+    }
   }
 
   // "output." or "output.batch2." and the matching input.
@@ -116,6 +121,17 @@ TEST(LlamaParity, Batch2FullForward) {
 TEST(LlamaParity, Batch2IncrementalDecodingThroughKVCache) {
   LlamaFixture f;
   check_outputs(f, "batch2.", /*incremental=*/true);
+}
+
+// The fused projections meet the same fixtures, and the state keeps its names and values (loading and export).
+TEST(LlamaParity, FusedProjectionsFullAndIncremental) {
+  LlamaFixture f(/*fused=*/true);
+  for (const auto& [name, t] : module_state(*f.model)) EXPECT_EQ(test::max_abs_diff(t, f.fx.get(name)), 0.0) << name;
+  for (const std::string set : {"", "batch2."}) {
+    if (!f.fx.has(LlamaFixture::input_of(set))) continue;
+    check_outputs(f, set, /*incremental=*/false);
+    check_outputs(f, set, /*incremental=*/true);
+  }
 }
 
 TEST(LlamaParity, EveryFixtureOutputIsCovered) {

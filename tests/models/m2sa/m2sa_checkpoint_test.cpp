@@ -62,6 +62,13 @@ void expect_same_outputs(const Outputs& a, const Outputs& b, double atol, const 
     EXPECT_TRUE(test::AllClose(a.masks[i], b.masks[i], atol, what + ": masks of image " + std::to_string(i)));
 }
 
+// Exact reloads compare with the unfused model that was exported; the inference default fuses q/k/v and gate/up
+// (one matmul each), which changes rounding, not values (LlamaParity.FusedProjectionsFullAndIncremental).
+infer::LoadedModel load_unfused(const ModelSource& s, infer::LoadModelOptions o = {}) {
+  o.fuse_projections = false;
+  return infer::load_model(s, o);
+}
+
 infer::ExportOptions fp32_export() {
   infer::ExportOptions o;
   o.dtype = at::kFloat;
@@ -110,10 +117,15 @@ TEST(M2SACheckpoint, ExportReloadsWithIdenticalOutputs) {
 
   ModelSource src;
   src.model_dir = dir;
-  infer::LoadedModel loaded = infer::load_model(src);
+  infer::LoadedModel loaded = load_unfused(src);
   EXPECT_EQ(loaded.tokenizer.seg_token_id(), 32000);
   EXPECT_EQ(loaded.log.size(), 2u);
   expect_same_outputs(run(loaded.model), ref, 0.0, "reloaded export");
+  // The default (inference) load fuses every layer's projections and says so.
+  const infer::LoadedModel fused = infer::load_model(src);
+  ASSERT_EQ(fused.log.size(), 3u);
+  EXPECT_NE(fused.log.back().find("fused projections: 8 of 8"), std::string::npos) << fused.log.back();
+  expect_same_outputs(run(fused.model), ref, 1e-5, "reloaded export, fused projections");
 
   // A second export into the same directory needs --overwrite; an unrelated directory is never replaced.
   EXPECT_NE(error_of([&] { infer::export_model(*model, tiny_tokenizer(), dir, fp32_export()); })
@@ -144,7 +156,7 @@ TEST(M2SACheckpoint, Bfloat16ExportLoadsAsBfloat16) {
   src.model_dir = tmp / "m";
   infer::LoadModelOptions lo;
   lo.dtype = at::kBFloat16;
-  infer::LoadedModel loaded = infer::load_model(src, lo);
+  infer::LoadedModel loaded = load_unfused(src, lo);
   EXPECT_EQ(loaded.model->dtype(), at::kBFloat16);
   model->to(at::kBFloat16);
   expect_same_outputs(run(loaded.model), run(model), 0.0, "bf16 export");
@@ -360,7 +372,7 @@ TEST(M2SACheckpoint, ExportCli) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   ModelSource s;
   s.model_dir = tmp / "m2";
-  expect_same_outputs(run(infer::load_model(s).model), run(model), 0.0, "CLI export");
+  expect_same_outputs(run(load_unfused(s).model), run(model), 0.0, "CLI export");  // exported from a fused load
   r = test::run_cli({"export", "--out", (tmp / "m3").string()});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("give exactly one weight source"), std::string::npos) << r.output;

@@ -7,6 +7,10 @@
 // lengths[b] .. lengths[b] + T - 1; only the first n_valid[b] of them count (right padding of a prompt), so the
 // next step overwrites the padding. Attention then sees, for query t of sequence b, exactly the keys at slots
 // <= lengths[b] + t, which makes a batch of prompts of different lengths decode like each prompt alone.
+//
+// The lengths live twice: on the host (sizes of views, room checks) and on the device (device_lengths(), from which
+// a step's positions, write slots and masks are computed). A step that advances every sequence by the same count
+// updates the device copy in place, so steady-state decoding copies nothing between host and device (issue 15).
 #include <ATen/core/Tensor.h>
 #include <c10/core/TensorOptions.h>
 
@@ -32,6 +36,8 @@ class KVCache {
   c10::TensorOptions options() const { return keys_.front().options(); }
   // Cached tokens per sequence.
   const std::vector<int64_t>& lengths() const { return lengths_; }
+  // The same as int64 [B] on the buffers' device (updated by advance(); do not modify).
+  const at::Tensor& device_lengths() const { return device_lengths_; }
   int64_t length(int64_t b) const;
   // Bytes held by the buffers.
   int64_t memory_bytes() const;
@@ -44,13 +50,23 @@ class KVCache {
   // Writes k / v [B, heads, T, D] of `layer` at slots lengths[b] + t and returns the keys and values of the
   // first max_b(lengths[b] + T) slots, [B, heads, kv_len, D] (views of the buffers).
   std::pair<at::Tensor, at::Tensor> append(int64_t layer, const at::Tensor& k, const at::Tensor& v);
-  // After all layers: lengths[b] += n_valid[b].
+  // A fixed-shape step of one token per sequence (what a CUDA graph can replay): writes k / v [B, heads, 1, D] at
+  // slot device_lengths[b] and returns the whole buffers [B, heads, capacity, D]; the attention mask must then
+  // come from device_lengths(). Reads no host state.
+  std::pair<at::Tensor, at::Tensor> append_at_device_lengths(int64_t layer, const at::Tensor& k, const at::Tensor& v);
+  // After such a step: device_lengths += 1 on the device alone (part of the step, so a graph replays it) ...
+  void advance_device_lengths();
+  // ... and, once the step has been issued, the same on the host (by the caller: a graph replay runs no host code).
+  void advance_host_lengths(int64_t n = 1);
+  // After all layers: lengths[b] += n_valid[b]. Equal counts update the device copy in place; unequal ones copy
+  // the new lengths to the device (batched prefill, or a finished sequence held in place).
   void advance(const std::vector<int64_t>& n_valid);
 
  private:
   int64_t batch_size_, capacity_, num_heads_, head_dim_;
   std::vector<at::Tensor> keys_, values_;
   std::vector<int64_t> lengths_;
+  at::Tensor device_lengths_;
 };
 
 }  // namespace m2sa::llama

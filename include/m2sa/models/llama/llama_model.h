@@ -38,6 +38,11 @@ struct ForwardOptions {
   bool keep_layer_states = false;
   // Only the logits of each row's last real token ([B, 1, V]); what a decoding loop needs.
   bool last_logits_only = false;
+  // A fixed-shape decoding step, as a CUDA graph captures it: one token per row (T = 1, no attention_mask or
+  // position_ids, a cache), attention over the cache's whole capacity masked from its device lengths, keys
+  // written at the device lengths, the device lengths advanced; the host lengths are left to the caller
+  // (KVCache::advance_host_lengths), since a graph replay runs no host code. Equal to the ordinary step.
+  bool fixed_shape = false;
 };
 
 struct LlamaOutput {
@@ -64,10 +69,17 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
 
   // ids [B, T] integer -> [B, T, H]. Errors name the offending id and the vocabulary size.
   at::Tensor embed(const at::Tensor& ids) const;
+  // The same for ids this model generated (argmax over its logits), already int64 on the weights' device: no
+  // check, so a decoding step never reads its input back to the host.
+  at::Tensor embed_generated(const at::Tensor& ids) const;
   // inputs_embeds [B, T, H] (converted to the weights' dtype; must be on their device).
   LlamaOutput forward(const at::Tensor& inputs_embeds, const ForwardOptions& options = {}) const;
   LlamaOutput forward_ids(const at::Tensor& ids, const ForwardOptions& options = {}) const;
 
+  // Inference: each layer's q/k/v and gate/up as one matmul each, keeping the checkpoint names (the weights become
+  // views of the fused ones; nn/fused_linears.h). Call after the final cast and move. Returns how many of the
+  // 2 x num_hidden_layers groups were fused (none where LoRA adapters are unmerged or weights require grad).
+  int64_t fuse_projections();
   // A cache in the weights' dtype and device. capacity defaults to max_position_embeddings.
   KVCache make_cache(int64_t batch_size, int64_t capacity = -1) const;
 

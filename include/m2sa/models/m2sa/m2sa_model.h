@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "m2sa/models/clip/clip_vision.h"
+#include "m2sa/models/llama/greedy_decode.h"
 #include "m2sa/models/llama/llama_model.h"
 #include "m2sa/models/m2sa/m2sa_config.h"
 #include "m2sa/models/m2sa/multimodal.h"
@@ -124,12 +125,8 @@ struct GenerationOptions {
   bool keep_hidden = false;      // return every final hidden state (prompt + generated, minus the last token)
 };
 
-enum class FinishReason {
-  kEos,           // generated the EOS token (kept as the last output id)
-  kMaxNewTokens,  // reached max_new_tokens
-  kContextFull,   // reached llama.max_position_embeddings
-};
-const char* finish_reason_name(FinishReason reason);  // "eos", "max_new_tokens", "context_full"
+using llama::FinishReason;  // eos, max_new_tokens, context_full (llama/greedy_decode.h)
+using llama::finish_reason_name;
 
 struct GenerationResult {
   std::vector<int64_t> output_ids;   // generated tokens only (the EOS included when reached)
