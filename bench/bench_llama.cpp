@@ -1,175 +1,219 @@
-// LLaMA decoder throughput: prefill tokens/s, KV-cached decode tokens/s, and decode by recomputing the whole
-// sequence every step (what the reference does: M2SA forces use_cache=False, ../shared/spec/M2SA.md 5.3), with
-// the speed-up of the cache printed as a ratio. Greedy decoding with random weights; both decoders must produce
-// the same tokens.
+// LLaMA decoding throughput through the inference path (fused projections, llama/greedy_decode.h: no host sync
+// per token), beside the device's copy bandwidth measured in the same run (bench/physical_limits.h):
+//   prefill tok/s; decode tok/s at batch 1 and 4; weight GB/s read by decoding (every weight but the embedding
+//   table is read once per step) and that rate as a fraction of the copy rate, the bound of memory-bound decoding.
+// Also the reference's way (no cache: every step re-runs the whole sequence; M2SA forces use_cache=False, spec 5.3)
+// at batch 1 with --recompute, which must produce the same tokens.
 //
-// Configs: a small model, and 7B-width layers (hidden 4096, 32 heads, FFN 11008, vocab 32003) with only a few
-// layers so it fits the CPU machines; fp32 and bf16; CUDA too when LibTorch has it.
-// Usage: build/bench/bench_llama [--prompt N (48)] [--new N (12)] [--layers N (2)] [--cpu-only] [--quick]
-// (the small model runs twice the prompt and new tokens)
+// Shapes: the 7B LLaMA (hidden 4096, 32 heads, FFN 11008, vocab 32003) with --layers decoder layers (default: all 32
+// on CUDA, 2 on the CPU, which has 24 GB and 2 cores); random weights (N(0, 0.02), norms 1) allocated directly in the
+// benchmark dtype on the device.
+//
+// Usage: build/bench/bench_llama [--layers N] [--prompt N (128)] [--new N (32)] [--dtypes bf16,fp32 (bf16)]
+//                                [--batches 1,4] [--devices cpu,cuda] [--unfused] [--recompute] [--quick]
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
-#include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
 
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "m2sa/core/dtype.h"
+#include "m2sa/core/error.h"
 #include "m2sa/core/runtime.h"
+#include "m2sa/models/llama/greedy_decode.h"
 #include "m2sa/models/llama/llama_model.h"
-
-using m2sa::llama::ForwardOptions;
-using m2sa::llama::KVCache;
-using m2sa::llama::LlamaConfig;
-using m2sa::llama::LlamaForCausalLM;
+#include "m2sa/models/m2sa/m2sa_checkpoint.h"
+#include "m2sa/nn/init.h"
+#include "physical_limits.h"
 
 namespace {
 
+using m2sa::llama::LlamaConfig;
+using m2sa::llama::LlamaForCausalLM;
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-struct Case {
-  std::string name;
-  LlamaConfig config;
-  int64_t prompt, new_tokens;
+struct Options {
+  int64_t layers = -1, prompt = 128, new_tokens = 32;
+  std::vector<std::string> dtypes{"bf16"}, devices{"cpu", "cuda"};
+  std::vector<int64_t> batches{1, 4};
+  bool unfused = false, recompute = false;
 };
 
-struct Timing {
-  double prefill_s = 0, decode_s = 0, recompute_s = 0;
-  bool same_tokens = false;
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  for (std::string item; std::getline(in, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) m2sa::fail("bench_llama: ", a, " needs a value");
+      return argv[++i];
+    };
+    if (a == "--layers") o.layers = std::atoll(value().c_str());
+    else if (a == "--prompt") o.prompt = std::max<int64_t>(1, std::atoll(value().c_str()));
+    else if (a == "--new") o.new_tokens = std::max<int64_t>(2, std::atoll(value().c_str()));
+    else if (a == "--dtypes") o.dtypes = split(value());
+    else if (a == "--devices") o.devices = split(value());
+    else if (a == "--batches") {
+      o.batches.clear();
+      for (const auto& b : split(value())) o.batches.push_back(std::max<int64_t>(1, std::atoll(b.c_str())));
+    } else if (a == "--unfused") o.unfused = true;
+    else if (a == "--recompute") o.recompute = true;
+    else if (a == "--quick") {
+      o.prompt = 16;
+      o.new_tokens = 6;
+      o.batches = {1};
+    } else m2sa::fail("bench_llama: unknown argument ", a, " (see the usage at the top of bench/bench_llama.cpp)");
+  }
+  return o;
+}
+
+// The model in `dtype` on `device`, built shape-only and filled there (no fp32 host copy of a 7B model).
+LlamaForCausalLM random_model(const LlamaConfig& c, at::ScalarType dtype, const c10::Device& device) {
+  LlamaForCausalLM m{nullptr};
+  {
+    m2sa::nn::ShapeOnlyScope shape_only;
+    m = LlamaForCausalLM(c);
+  }
+  m2sa::m2sa_model::allocate_shape_only(*m, dtype, device);
+  at::NoGradGuard no_grad;
+  at::manual_seed(0);
+  for (auto& p : m->named_parameters()) {
+    p.value().set_requires_grad(false);
+    if (p.key().find("norm") != std::string::npos) p.value().fill_(1.0);
+    else p.value().normal_(0.0, 0.02);
+  }
+  m->eval();
+  return m;
+}
+
+// Bytes a decoding step reads: every weight except the embedding table (one row per sequence).
+double weight_bytes_per_step(const LlamaForCausalLM& m) {
+  double bytes = 0;
+  for (const auto& p : m->named_parameters())
+    if (p.key() != "model.embed_tokens.weight")
+      bytes += static_cast<double>(p.value().numel()) * static_cast<double>(p.value().element_size());
+  return bytes;
+}
+
+struct Result {
+  double prefill_s = 0, decode_s = 0;
+  int64_t steps = 0;
+  std::vector<std::vector<int64_t>> tokens;
 };
 
-// Greedy decoding of `steps` tokens after `prompt` [1, P], with the cache; returns the generated ids.
-std::vector<int64_t> decode_cached(const LlamaForCausalLM& m, const at::Tensor& prompt, int64_t steps, double* prefill_s,
-                                   double* decode_s) {
-  KVCache cache = m->make_cache(1, prompt.size(1) + steps);
-  ForwardOptions opt;
+Result decode(const LlamaForCausalLM& m, const at::Tensor& prompts, int64_t new_tokens) {
+  at::NoGradGuard no_grad;
+  const int64_t k = prompts.size(0);
+  Result r;
+  m2sa::llama::KVCache cache = m->make_cache(k, prompts.size(1) + new_tokens);
+  m2sa::llama::ForwardOptions opt;
   opt.cache = &cache;
   opt.last_logits_only = true;
   auto t0 = Clock::now();
-  int64_t next = m->forward_ids(prompt, opt).logits.argmax(-1).item<int64_t>();  // .item() synchronises
-  *prefill_s = seconds_since(t0);
-  std::vector<int64_t> out{next};
+  const at::Tensor logits = m->forward_ids(prompts, opt).logits;
+  m2sa::bench::sync(logits);
+  r.prefill_s = seconds_since(t0);
+  m2sa::llama::GreedyDecodeOptions go;
+  go.max_new_tokens = new_tokens;
+  go.eos_token_id = -1;  // never: every row decodes new_tokens
   t0 = Clock::now();
-  const auto ids = at::TensorOptions().dtype(at::kLong).device(prompt.device());
-  for (int64_t s = 1; s < steps; ++s) {
-    next = m->forward_ids(at::full({1, 1}, next, ids), opt).logits.argmax(-1).item<int64_t>();
-    out.push_back(next);
-  }
-  *decode_s = seconds_since(t0);
-  return out;
+  m2sa::llama::GreedyDecodeOutput out = m2sa::llama::greedy_decode(m, cache, logits, go);
+  r.decode_s = seconds_since(t0);  // greedy_decode returns once the host has read the last ids
+  r.steps = out.steps;
+  r.tokens = std::move(out.output_ids);
+  return r;
 }
 
-// The reference's way: every step re-runs the whole sequence without a cache.
-std::vector<int64_t> decode_recompute(const LlamaForCausalLM& m, const at::Tensor& prompt, int64_t steps, double* decode_s) {
+// The reference's way at batch 1: every step re-runs the whole sequence without a cache.
+std::vector<int64_t> decode_recompute(const LlamaForCausalLM& m, const at::Tensor& prompt, int64_t steps, double* s) {
+  at::NoGradGuard no_grad;
   at::Tensor seq = prompt;
-  ForwardOptions opt;
+  m2sa::llama::ForwardOptions opt;
   opt.last_logits_only = true;
-  std::vector<int64_t> out;
-  out.push_back(m->forward_ids(seq, opt).logits.argmax(-1).item<int64_t>());  // the prefill, not timed
+  std::vector<int64_t> out{m->forward_ids(seq, opt).logits.argmax(-1).item<int64_t>()};
   const auto t0 = Clock::now();
-  for (int64_t s = 1; s < steps; ++s) {
+  for (int64_t i = 1; i < steps; ++i) {
     seq = at::cat({seq, at::full({1, 1}, out.back(), seq.options())}, 1);
     out.push_back(m->forward_ids(seq, opt).logits.argmax(-1).item<int64_t>());
   }
-  *decode_s = seconds_since(t0);
+  *s = seconds_since(t0);
   return out;
 }
 
-void run(const Case& c, const LlamaForCausalLM& m, double build_s) {
-  const at::Tensor& w = m->lm_head->weight;
-  const c10::Device device = w.device();
-  at::NoGradGuard no_grad;
-  at::manual_seed(1);
-  const at::Tensor prompt =
-      at::randint(0, c.config.vocab_size, {1, c.prompt}, at::TensorOptions().dtype(at::kLong).device(device));
-  // Warm-up (first-call allocations, oneDNN kernel selection).
-  {
-    double a, b;
-    decode_cached(m, prompt.narrow(1, 0, std::min<int64_t>(8, c.prompt)), 2, &a, &b);
+void run_device(const Options& o, const c10::Device& device) {
+  LlamaConfig c = LlamaConfig::llama_7b();
+  c.num_hidden_layers = o.layers > 0 ? o.layers : (device.is_cuda() ? c.num_hidden_layers : 2);
+  const double copy_gbs = m2sa::bench::copy_bandwidth_gbs(device);
+  std::printf("\n%s: copy bandwidth %.1f GB/s (read + write, 1 GiB, best of 5); model: 7B shape, %lld layer(s), "
+              "prompt %lld, %lld new tokens\n",
+              device.str().c_str(), copy_gbs, static_cast<long long>(c.num_hidden_layers),
+              static_cast<long long>(o.prompt), static_cast<long long>(o.new_tokens));
+  std::printf("| dtype | proj    | batch | prefill tok/s | decode tok/s (per seq) | decode tok/s (all) | weights GB/s | "
+              "of copy |\n|-------|---------|-------|---------------|------------------------|--------------------|"
+              "--------------|---------|\n");
+  for (const std::string& dn : o.dtypes) {
+    const at::ScalarType dtype = m2sa::parse_precision(dn);
+    const auto build0 = Clock::now();
+    LlamaForCausalLM m = random_model(c, dtype, device);
+    const double build_s = seconds_since(build0);
+    const double bytes = weight_bytes_per_step(m);
+    for (const bool fused : {false, true}) {
+      if (!fused && !o.unfused) continue;
+      if (fused && m->fuse_projections() != 2 * c.num_hidden_layers) m2sa::fail("bench_llama: fusing failed");
+      at::manual_seed(1);
+      for (int64_t k : o.batches) {
+        const at::Tensor prompts = at::randint(0, c.vocab_size, {k, o.prompt},
+                                               at::TensorOptions().dtype(at::kLong).device(device));
+        (void)decode(m, prompts.narrow(1, 0, std::min<int64_t>(8, o.prompt)), 3);  // warm-up
+        const Result r = decode(m, prompts, o.new_tokens);
+        const double steps_per_s = static_cast<double>(r.steps) / r.decode_s;
+        const double gbs = bytes * steps_per_s / 1e9;
+        std::printf("| %-5s | %-7s | %5lld | %13.1f | %22.2f | %18.2f | %12.1f | %6.1f%% |\n", dn.c_str(),
+                    fused ? "fused" : "unfused", static_cast<long long>(k),
+                    static_cast<double>(k * o.prompt) / r.prefill_s, steps_per_s, steps_per_s * static_cast<double>(k),
+                    gbs, 100.0 * gbs / copy_gbs);
+        std::fflush(stdout);
+        if (o.recompute && k == 1) {
+          double rs = 0;
+          const auto ref = decode_recompute(m, prompts, o.new_tokens, &rs);
+          std::printf("|       | reference (no cache, recompute every step) | %.2f tok/s | same tokens: %s |\n",
+                      static_cast<double>(o.new_tokens - 1) / rs, ref == r.tokens[0] ? "yes" : "NO");
+        }
+      }
+    }
+    std::printf("(%s: %.2f GB of weights read per step; built in %.1f s)\n", dn.c_str(), bytes / 1e9, build_s);
   }
-  Timing t;
-  const auto cached = decode_cached(m, prompt, c.new_tokens, &t.prefill_s, &t.decode_s);
-  const auto recomputed = decode_recompute(m, prompt, c.new_tokens, &t.recompute_s);
-  t.same_tokens = cached == recomputed;
-  const double steps = static_cast<double>(c.new_tokens - 1);
-  std::printf("%-24s %-4s %-4s prompt %4lld new %3lld | prefill %8.1f tok/s | decode: cached %7.2f tok/s, "
-              "recompute %7.2f tok/s, cache speed-up x%.2f | same tokens: %s | build %.1f s\n",
-              c.name.c_str(), m2sa::precision_name(w.scalar_type()).c_str(), device.is_cuda() ? "cuda" : "cpu",
-              static_cast<long long>(c.prompt), static_cast<long long>(c.new_tokens), c.prompt / t.prefill_s,
-              steps / t.decode_s, steps / t.recompute_s, t.recompute_s / t.decode_s, t.same_tokens ? "yes" : "NO",
-              build_s);
-  std::fflush(stdout);
-}
-
-// Builds the model once (random init, fp32 on the CPU) and runs it in fp32, then in bf16.
-void run_case(const Case& c, const c10::Device& device) {
-  at::manual_seed(0);
-  auto t0 = Clock::now();
-  LlamaForCausalLM m(c.config);
-  m->to(device);
-  m->eval();
-  run(c, m, seconds_since(t0));
-  t0 = Clock::now();
-  m->to(at::kBFloat16);
-  run(c, m, seconds_since(t0));
-}
-
-int64_t arg_int(int argc, char** argv, const char* flag, int64_t fallback) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], flag) == 0) return std::atoll(argv[i + 1]);
-  return fallback;
-}
-bool has_flag(int argc, char** argv, const char* flag) {
-  for (int i = 1; i < argc; ++i)
-    if (std::strcmp(argv[i], flag) == 0) return true;
-  return false;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  const m2sa::RuntimeInfo rt = m2sa::init_runtime();
-  const bool quick = has_flag(argc, argv, "--quick");
-  const int64_t prompt = arg_int(argc, argv, "--prompt", quick ? 16 : 48);
-  const int64_t new_tokens = arg_int(argc, argv, "--new", quick ? 6 : 12);
-  const int64_t layers = arg_int(argc, argv, "--layers", quick ? 1 : 2);
-  std::printf("bench_llama: intra-op threads %d, malloc hugetlb %s\n", rt.threads, rt.hugetlb_malloc ? "on" : "off");
-
-  LlamaConfig small;
-  small.vocab_size = 32003;
-  small.hidden_size = 512;
-  small.intermediate_size = 1376;
-  small.num_hidden_layers = 4;
-  small.num_attention_heads = 8;
-  small.max_position_embeddings = 2048;
-  LlamaConfig wide = LlamaConfig::llama_7b();
-  wide.num_hidden_layers = layers;
-
-  std::vector<Case> cases{
-      {"small (512 x 4 layers)", small, 2 * prompt, 2 * new_tokens},
-      {"7B width x " + std::to_string(layers) + " layer(s)", wide, prompt, new_tokens},
-  };
-  std::vector<c10::Device> devices{c10::Device(at::kCPU)};
-  if (at::hasCUDA() && !has_flag(argc, argv, "--cpu-only")) {
-    // fp32 without TF32, as the parity tests run (fixtures README).
-    at::globalContext().setAllowTF32CuBLAS(false);
-    devices.emplace_back(at::kCUDA, 0);
-  }
-  for (const auto& device : devices) {
-    for (const auto& c : cases) run_case(c, device);
-    if (device.is_cuda()) {
-      // The GPU can afford more: 8 layers of 7B width, a 512-token prompt, 64 new tokens.
-      Case big{"7B width x 8 layers", wide, 512, 64};
-      big.config.num_hidden_layers = 8;
-      run_case(big, device);
+  m2sa::reexec_with_malloc_tunables(argc, argv);  // as the CLI does (TOOLCHAIN.md trap 3)
+  try {
+    const m2sa::RuntimeInfo rt = m2sa::init_runtime();
+    const Options o = parse(argc, argv);
+    std::printf("bench_llama: intra-op threads %d, malloc hugetlb %s\n", rt.threads, rt.hugetlb_malloc ? "on" : "off");
+    for (const std::string& d : o.devices) {
+      if (d == "cuda" && !at::hasCUDA()) continue;
+      if (d == "cuda") at::globalContext().setAllowTF32CuBLAS(false);
+      run_device(o, d == "cuda" ? c10::Device(at::kCUDA, 0) : c10::Device(at::kCPU));
     }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_llama: %s\n", e.what());
+    return 1;
   }
   return 0;
 }

@@ -104,6 +104,7 @@ run_tests "parity fp32 on $DEVICE" "*Parity*"
 run_tests "bf16 tests on $DEVICE" "*Bf16*:*BF16*:*bf16*"
 run_tests "NCCL communicator, world size 1" "*Nccl*"
 run_tests "tiny M2SA training step on $DEVICE" "M2SATrainStep.*"
+run_tests "decoding: CUDA graphs, no host sync per step" "GreedyDecode.*:M2SADecodeSync.*"
 run_tests "all core-tier unit tests" "*"
 
 # ---- benchmarks ----
@@ -122,10 +123,10 @@ if [ "${M2SA_GPU_CHECK_QUICK:-0}" != 1 ]; then
     fi
   }
   if [ "$DEVICE" = cuda ]; then
-    bench "bench_llama (7B layer shapes, decode)" "$BUILD/bench/bench_llama" --layers 4
+    bench "bench_llama (7B, 32 layers, bf16, CUDA graphs)" "$BUILD/bench/bench_llama" --devices cuda --unfused
     bench "bench_sam (ViT-H encoder, fp32 + bf16)" "$BUILD/bench/bench_sam" --config vit_h --iters 3 --devices cuda
   else
-    bench "bench_llama (quick, CPU)" "$BUILD/bench/bench_llama" --quick --cpu-only
+    bench "bench_llama (quick, CPU)" "$BUILD/bench/bench_llama" --quick --devices cpu
     bench "bench_sam (ViT-B, one iteration, CPU)" "$BUILD/bench/bench_sam" --config vit_b --iters 1 --devices cpu \
       --dtypes fp32
   fi
