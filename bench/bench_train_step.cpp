@@ -13,6 +13,7 @@
 #include "m2sa/dist/communicator.h"
 
 int main(int argc, char** argv) {
+  m2sa::reexec_with_malloc_tunables(argc, argv);  // the CLI's allocator and thread settings
   m2sa::init_runtime();
   spdlog::set_level(spdlog::level::warn);
   m2sa::test::ToyOptions o;
