@@ -37,7 +37,7 @@ int run_serve(ServeArgs a) {
   const c10::Device device = infer::parse_device(a.device);
   infer::check_precision(dtype, device);
   M2SA_CHECK(a.port >= 0 && a.port <= 65535, "--port must be in [0, 65535], got ", a.port);
-  install_stop_handlers();
+  install_stop_handlers("\nm2sa serve: stop requested; answering the requests in flight (a second signal ends at once)\n");
   infer::LoadModelOptions lo;
   lo.dtype = dtype;
   lo.device = device;

@@ -361,7 +361,7 @@ Parsed<ChatRequest> parse_chat_request(const Body& b, const ServeLimits& limits)
       if (v.get<double>() != 0.0)
         bad(t, "temperature", "only greedy decoding is supported: temperature must be 0 (or absent)");
     }
-    if (j.contains("n") && !(j["n"].is_number_integer() && j["n"].get<int64_t>() == 1))
+    if (j.contains("n") && !j["n"].is_null() && !(j["n"].is_number_integer() && j["n"].get<int64_t>() == 1))
       bad(t, "n", "only n = 1 is supported");
     if (j.contains("m2sa")) {
       if (!j["m2sa"].is_object()) bad(t, "m2sa", std::string("must be an object, got ") + j["m2sa"].type_name());

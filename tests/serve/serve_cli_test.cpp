@@ -209,12 +209,14 @@ TEST_F(ServeCli, SigtermDrainsTheRequestInFlight) {
   ::kill(s.pid(), SIGTERM);
   signalled = true;
   auto result = client.get();
-  ASSERT_TRUE(result) << s.log();
+  const int exit_code = s.wait_exit();
+  ASSERT_TRUE(result) << httplib::to_string(result.error()) << " (exit " << exit_code << "), received:\n"
+                      << body.substr(0, 2000) << "\nlog:\n" << s.log();
   EXPECT_EQ(result->status, 200);
   EXPECT_NE(body.find("data: [DONE]"), std::string::npos) << "the stream must finish: " << body.substr(body.size() > 400 ? body.size() - 400 : 0);
   EXPECT_NE(body.find("\"m2sa\":"), std::string::npos) << "the final chunk (finish_reason and masks) arrived";
   EXPECT_TRUE(signalled);
-  EXPECT_EQ(s.wait_exit(), 0) << s.log();
+  EXPECT_EQ(exit_code, 0) << s.log();
   const std::string log = s.log();
   EXPECT_NE(log.find("signal 15 received"), std::string::npos) << log;
   EXPECT_NE(log.find("every request in flight was answered"), std::string::npos) << log;
