@@ -136,6 +136,11 @@ void Scheduler::admit(const std::shared_ptr<Job>& job) {
     auto t0 = Clock::now();
     if (job->session) {
       r->enc = &job->session->encoded;
+    } else if (job->encoded) {
+      r->own = std::move(*job->encoded);
+      job->encoded.reset();
+      r->enc = &r->own;
+      r->timings.preprocess_s = job->preprocess_s;
     } else {
       r->own = preprocess(job->rgb);
       r->enc = &r->own;

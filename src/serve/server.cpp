@@ -143,6 +143,13 @@ Server::Server(const infer::Predictor& predictor, ServerOptions options)
     metrics_.request("metrics", 200, 0);
   });
 
+  // Preprocessing (resizing, normalising) on this HTTP thread, in parallel with the scheduler's decoding.
+  auto preprocess_here = [this](Job& job) {
+    const auto t = SteadyClock::now();
+    job.encoded = scheduler_->preprocess(job.rgb);
+    job.preprocess_s = serve_seconds_since(t);
+  };
+
   // Submits a job and waits for it; fills `error` and returns false when it failed or was refused.
   auto run_job = [this](const std::shared_ptr<Job>& job, ApiError& error) {
     job->deadline = job->arrival + std::chrono::duration_cast<SteadyClock::duration>(
@@ -159,7 +166,7 @@ Server::Server(const infer::Predictor& predictor, ServerOptions options)
   };
 
   // ---- POST /v1/segment ----
-  s.Post("/v1/segment", [this, run_job](const httplib::Request& req, httplib::Response& res) {
+  s.Post("/v1/segment", [this, run_job, preprocess_here](const httplib::Request& req, httplib::Response& res) {
     const auto t0 = SteadyClock::now();
     Parsed<SegmentRequest> p = parse_segment_request(body_of(req), options_.limits);
     if (!p.ok()) {
@@ -170,6 +177,7 @@ Server::Server(const infer::Predictor& predictor, ServerOptions options)
     auto job = std::make_shared<Job>();
     job->arrival = t0;
     job->rgb = p.value->image.rgb;
+    preprocess_here(*job);
     job->dialog = infer::Predictor::prompt_dialog(p.value->question);
     job->max_new_tokens = p.value->max_new_tokens;
     ApiError error;
@@ -252,7 +260,7 @@ Server::Server(const infer::Predictor& predictor, ServerOptions options)
   });
 
   // ---- OpenAI chat completions ----
-  s.Post("/v1/chat/completions", [this, run_job](const httplib::Request& req, httplib::Response& res) {
+  s.Post("/v1/chat/completions", [this, run_job, preprocess_here](const httplib::Request& req, httplib::Response& res) {
     const auto t0 = SteadyClock::now();
     Parsed<ChatRequest> p = parse_chat_request(body_of(req), options_.limits);
     if (!p.ok()) {
@@ -263,6 +271,7 @@ Server::Server(const infer::Predictor& predictor, ServerOptions options)
     auto job = std::make_shared<Job>();
     job->arrival = t0;
     job->rgb = p.value->image.rgb;
+    preprocess_here(*job);
     job->dialog = chat_dialog(*p.value);
     job->max_new_tokens = p.value->max_tokens;
     job->compute_masks = true;

@@ -32,6 +32,10 @@ struct Job {
   // ---- input ----
   std::shared_ptr<Session> session;  // a session's question (acquired): its encodings and history are used
   at::Tensor rgb;                    // otherwise the image
+  // Its preprocessed inputs (Scheduler::preprocess), made on the HTTP thread so that the scheduler thread only runs
+  // the model; empty: the scheduler preprocesses `rgb` itself.
+  std::optional<infer::Predictor::EncodedImages> encoded;
+  double preprocess_s = 0;
   Dialog dialog;                     // the conversation to answer: the last turn's answer is empty
   int64_t max_new_tokens = 512;
   bool compute_masks = true;
