@@ -100,6 +100,7 @@ Server::Server(const infer::Predictor& predictor, ServerOptions options)
     ApiError e{res.status, "", ""};
     if (res.status == 404) e = ApiError{404, "path", "no such endpoint: " + req.method + " " + req.path.substr(0, 200)};
     else if (res.status == 413) e = ApiError{413, "body", "the request body is larger than the server's limit"};
+    else if (res.status == 400) e = ApiError{400, "body", "the request could not be read (malformed HTTP, multipart or encoding)"};
     else e.message = "HTTP error " + std::to_string(res.status);
     res.set_content(error_json(e), "application/json");
     return httplib::Server::HandlerResponse::Handled;

@@ -339,6 +339,12 @@ TEST_F(ServeHttp, BadInputsGet4xxNamingTheFieldAndTheServerStillAnswers) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 400);
   EXPECT_EQ(json::parse(r->body)["error"]["field"], "image");
+  // Multipart whose boundary never appears: httplib refuses the framing, the error still names the body.
+  r = c.Post("/v1/segment", "--nothing-here\r\n", "multipart/form-data; boundary=zzz");
+  ASSERT_TRUE(r);
+  EXPECT_GE(r->status, 400);
+  EXPECT_LT(r->status, 500);
+  EXPECT_FALSE(json::parse(r->body)["error"]["field"].get<std::string>().empty()) << r->body;
   // Still serving.
   auto h = c.Get("/health");
   ASSERT_TRUE(h);
