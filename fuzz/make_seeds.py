@@ -225,6 +225,33 @@ def seeds_images():
     put("image_decode", "progressive.jpg", buf.getvalue())
 
 
+def seeds_serve_request():
+    """`m2sa serve` requests: the first byte picks the parser (fuzz/serve_request_fuzz.cpp)."""
+    import base64
+    from PIL import Image
+    import numpy as np
+    buf = io.BytesIO()
+    Image.fromarray((np.arange(4 * 5 * 3) * 7 % 256).astype("uint8").reshape(4, 5, 3)).save(buf, "PNG")
+    png = buf.getvalue()
+    b64 = base64.b64encode(png).decode()
+    uri = "data:image/png;base64," + b64
+    put("serve_request", "segment.json", b"\x00" + json.dumps(
+        {"image": b64, "question": "Where is the cup?", "max_new_tokens": 16, "mask_format": "png",
+         "overlay": True}).encode())
+    put("serve_request", "session.json", b"\x01" + json.dumps({"image": uri}).encode())
+    put("serve_request", "ask.json", b"\x02" + json.dumps({"question": "And its handle?", "masks": False}).encode())
+    put("serve_request", "chat.json", b"\x03" + json.dumps({
+        "model": "m2sa", "max_tokens": 8, "stream": True, "temperature": 0, "m2sa": {"mask_format": "rle"},
+        "messages": [{"role": "system", "content": "Be brief."},
+                     {"role": "user", "content": [{"type": "text", "text": "What is red?"},
+                                                  {"type": "image_url", "image_url": {"url": uri}}]},
+                     {"role": "assistant", "content": "The cup [SEG]."},
+                     {"role": "user", "content": "And the handle?"}]}).encode())
+    put("serve_request", "segment_multipart.bin", b"\x04" + b"\n--\n".join(
+        [b"image\na.png\n" + png, b"question\n\nWhere?", b"max_new_tokens\n\n12", b"overlay\n\ntrue"]))
+    put("serve_request", "image_uri.txt", b"\x05" + uri.encode())
+
+
 def varint(b, i):
     x, shift = 0, 0
     while True:
@@ -283,6 +310,7 @@ def main():
     seeds_refcocom()
     seeds_tokenizer()
     seeds_images()
+    seeds_serve_request()
     seeds_torch()
 
 

@@ -17,7 +17,8 @@ PKGS=(
   libgloo-dev             # c10d Gloo headers (the wheel ships c10d's headers but not gloo's)
   libopencv-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libgtest-dev
-  chromium                # the tests render `m2sa report`'s page in headless Chromium
+  libcpp-httplib-dev      # `m2sa serve`: the HTTP server (Debian builds it as a shared library)
+  chromium                # the tests render `m2sa report`'s page and `m2sa serve`'s web page in headless Chromium
 )
 
 missing=()

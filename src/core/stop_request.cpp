@@ -10,6 +10,9 @@ namespace m2sa {
 
 namespace {
 std::atomic<int> g_stop_signal{0};
+constexpr const char* kDefaultStopMessage =
+    "\nm2sa: stop requested; finishing the current step and writing a checkpoint (a second signal ends at once)\n";
+std::atomic<const char*> g_stop_message{kDefaultStopMessage};
 
 void on_stop_signal(int sig) {
   // Only async-signal-safe calls here.
@@ -19,13 +22,13 @@ void on_stop_signal(int sig) {
   ::sigemptyset(&dfl.sa_mask);
   ::sigaction(SIGTERM, &dfl, nullptr);
   ::sigaction(SIGINT, &dfl, nullptr);
-  static const char msg[] =
-      "\nm2sa: stop requested; finishing the current step and writing a checkpoint (a second signal ends at once)\n";
-  [[maybe_unused]] const ssize_t n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+  const char* msg = g_stop_message.load();
+  [[maybe_unused]] const ssize_t n = ::write(STDERR_FILENO, msg, ::strlen(msg));
 }
 }  // namespace
 
-void install_stop_handlers() {
+void install_stop_handlers(const char* message) {
+  if (message != nullptr) g_stop_message.store(message);
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;
   ::sigemptyset(&sa.sa_mask);

@@ -267,59 +267,9 @@ std::vector<Prediction> Predictor::run(EncodedImages& enc, const std::vector<Pro
 
   // 4. Masks and targets.
   t0 = Clock::now();
-  std::vector<Prediction> out(jobs.size());
-  for (std::size_t k = 0; k < jobs.size(); ++k) {
-    const m2sa_model::GenerationResult& r = gen.results[k];
-    Prediction& p = out[k];
-    const auto img = static_cast<std::size_t>(jobs[k].image);
-    p.question = jobs[k].question;
-    p.prompt_ids = jobs[k].ids;
-    p.output_ids = r.output_ids;
-    p.finish_reason = m2sa_model::finish_reason_name(r.finish_reason);
-    p.height = enc.images.original_hw[img][0];
-    p.width = enc.images.original_hw[img][1];
-    std::vector<int64_t> answer_ids = r.output_ids;
-    if (!answer_ids.empty() && answer_ids.back() == go.eos_token_id) answer_ids.pop_back();
-    p.answer = collapse_spaces(tokenizer_.chat_decode(answer_ids));
-    std::vector<int64_t> full = p.prompt_ids;
-    full.insert(full.end(), r.output_ids.begin(), r.output_ids.end());
-    p.reference_text = tokenizer_.chat_decode(full);
-
-    at::Tensor logits;  // [n, H, W] fp32 CPU
-    if (options.compute_masks && !r.seg_indices.empty())
-      logits = m.decode_masks(r.seg_embeddings, *enc.sam[img], 0, enc.images.resized_hw[img], enc.images.original_hw[img])
-                   .to(at::kCPU, at::kFloat);
-    DecodeOptions skip;
-    skip.skip_special_tokens = true;
-    int64_t prev = -1;
-    for (std::size_t j = 0; j < r.seg_indices.size(); ++j) {
-      Target t;
-      t.index = static_cast<int64_t>(j);
-      t.token_index = r.seg_indices[j];
-      const std::vector<int64_t> before(r.output_ids.begin() + (prev + 1), r.output_ids.begin() + t.token_index);
-      std::string text = before.empty() ? std::string() : tokenizer_.decode(before, skip);
-      text.erase(std::remove(text.begin(), text.end(), '\n'), text.end());
-      t.text_before = collapse_spaces(text);
-      t.phrase = clean_target_phrase(t.text_before);
-      prev = t.token_index;
-      if (logits.defined()) {
-        t.logits = logits[static_cast<int64_t>(j)].contiguous();
-        t.mask = t.logits.gt(0);
-        t.area = t.mask.sum().item<int64_t>();
-        if (t.area > 0) {
-          const at::Tensor rows = at::nonzero(t.mask.any(1)).reshape({-1});
-          const at::Tensor cols = at::nonzero(t.mask.any(0)).reshape({-1});
-          const int64_t y0 = rows.min().item<int64_t>(), y1 = rows.max().item<int64_t>();
-          const int64_t x0 = cols.min().item<int64_t>(), x1 = cols.max().item<int64_t>();
-          t.box = {x0, y0, x1 - x0 + 1, y1 - y0 + 1};
-        }
-      }
-      p.targets.push_back(std::move(t));
-    }
-    p.timings = tm;
-    p.timings.prompt_tokens = r.prompt_length;
-    p.timings.new_tokens = static_cast<int64_t>(r.output_ids.size());
-  }
+  std::vector<Prediction> out;
+  out.reserve(jobs.size());
+  for (std::size_t k = 0; k < jobs.size(); ++k) out.push_back(finish_prediction(enc, jobs[k], gen.results[k], options, tm));
   const double masks_s = seconds_since(t0);
   const double total = preprocess_s + seconds_since(t_start);
   for (auto& p : out) {
@@ -327,6 +277,78 @@ std::vector<Prediction> Predictor::run(EncodedImages& enc, const std::vector<Pro
     p.timings.total_s = total;
   }
   return out;
+}
+
+std::string Predictor::answer_text(const std::vector<int64_t>& output_ids) const {
+  std::vector<int64_t> ids = output_ids;
+  if (!ids.empty() && ids.back() == tokenizer_.eos_id()) ids.pop_back();
+  return collapse_spaces(tokenizer_.chat_decode(ids));
+}
+
+Prediction Predictor::finish_prediction(EncodedImages& enc, const PromptJob& job, const m2sa_model::GenerationResult& r,
+                                         const PredictOptions& options, const PredictionTimings& timings) const {
+  at::NoGradGuard no_grad;
+  const m2sa_model::M2SAForCausalLMImpl& m = *model_;
+  M2SA_CHECK(job.image >= 0 && job.image < enc.images.size(), "predict: a question refers to image ", job.image,
+             " but there are ", enc.images.size(), " image(s)");
+  if (static_cast<int64_t>(enc.sam.size()) != enc.images.size())
+    enc.sam.assign(static_cast<std::size_t>(enc.images.size()), std::nullopt);
+  Prediction p;
+  p.timings = timings;
+  const auto img = static_cast<std::size_t>(job.image);
+  p.question = job.question;
+  p.prompt_ids = job.ids;
+  p.output_ids = r.output_ids;
+  p.finish_reason = m2sa_model::finish_reason_name(r.finish_reason);
+  p.height = enc.images.original_hw[img][0];
+  p.width = enc.images.original_hw[img][1];
+  p.answer = answer_text(r.output_ids);
+  std::vector<int64_t> full = p.prompt_ids;
+  full.insert(full.end(), r.output_ids.begin(), r.output_ids.end());
+  p.reference_text = tokenizer_.chat_decode(full);
+
+  at::Tensor logits;  // [n, H, W] fp32 CPU
+  if (options.compute_masks && !r.seg_indices.empty()) {
+    auto& slot = enc.sam[img];
+    if (!slot) {
+      const auto t0 = Clock::now();
+      slot = m.sam_features(enc.images.sam_images.slice(0, job.image, job.image + 1));
+      sync_device(slot->neck);
+      p.timings.sam_s += seconds_since(t0);
+    }
+    logits = m.decode_masks(r.seg_embeddings, *slot, 0, enc.images.resized_hw[img], enc.images.original_hw[img])
+                 .to(at::kCPU, at::kFloat);
+  }
+  DecodeOptions skip;
+  skip.skip_special_tokens = true;
+  int64_t prev = -1;
+  for (std::size_t j = 0; j < r.seg_indices.size(); ++j) {
+    Target t;
+    t.index = static_cast<int64_t>(j);
+    t.token_index = r.seg_indices[j];
+    const std::vector<int64_t> before(r.output_ids.begin() + (prev + 1), r.output_ids.begin() + t.token_index);
+    std::string text = before.empty() ? std::string() : tokenizer_.decode(before, skip);
+    text.erase(std::remove(text.begin(), text.end(), '\n'), text.end());
+    t.text_before = collapse_spaces(text);
+    t.phrase = clean_target_phrase(t.text_before);
+    prev = t.token_index;
+    if (logits.defined()) {
+      t.logits = logits[static_cast<int64_t>(j)].contiguous();
+      t.mask = t.logits.gt(0);
+      t.area = t.mask.sum().item<int64_t>();
+      if (t.area > 0) {
+        const at::Tensor rows = at::nonzero(t.mask.any(1)).reshape({-1});
+        const at::Tensor cols = at::nonzero(t.mask.any(0)).reshape({-1});
+        const int64_t y0 = rows.min().item<int64_t>(), y1 = rows.max().item<int64_t>();
+        const int64_t x0 = cols.min().item<int64_t>(), x1 = cols.max().item<int64_t>();
+        t.box = {x0, y0, x1 - x0 + 1, y1 - y0 + 1};
+      }
+    }
+    p.targets.push_back(std::move(t));
+  }
+  p.timings.prompt_tokens = r.prompt_length;
+  p.timings.new_tokens = static_cast<int64_t>(r.output_ids.size());
+  return p;
 }
 
 Prediction Predictor::predict(const at::Tensor& rgb, const std::string& question, const PredictOptions& options) const {

@@ -10,8 +10,9 @@ namespace m2sa {
 // step it finished; `--resume` continues). EX_TEMPFAIL from sysexits.h: "try again later".
 constexpr int kExitStopped = 75;
 
-// Installs the handlers (idempotent).
-void install_stop_handlers();
+// Installs the handlers (idempotent). `message` (a string literal: it is written from the signal handler) replaces
+// the trainer's "finishing the current step and writing a checkpoint" line that the first signal prints.
+void install_stop_handlers(const char* message = nullptr);
 // The signal that requested a stop, 0 if none.
 int stop_signal();
 inline bool stop_requested() { return stop_signal() != 0; }

@@ -115,6 +115,9 @@ class Predictor {
   std::vector<int64_t> prompt_ids(const Dialog& dialog) const;
   // The dialog of a single question: {"<image>\n" + question, ""}.
   static Dialog prompt_dialog(const std::string& question);
+  // The answer text of generated ids as Prediction::answer has it (a final </s> dropped); streaming services call
+  // it on the ids so far (the text only grows: each result is a prefix of the next).
+  std::string answer_text(const std::vector<int64_t>& output_ids) const;
   // SAM + CLIP inputs of uint8 RGB images at this model's sizes (CPU float32).
   m2sa_model::ImageBatch preprocess(const std::vector<at::Tensor>& images) const;
 
@@ -136,6 +139,12 @@ class Predictor {
   // targets. Updates `encoded` with what it computed.
   std::vector<Prediction> run(EncodedImages& encoded, const std::vector<PromptJob>& jobs, const PredictOptions& options,
                               double preprocess_s) const;
+  // One generated answer -> its Prediction: text, targets, and (options.compute_masks) masks, running the SAM encoder
+  // for the job's image unless `encoded` has its features already (then kept there). `timings` is copied into the
+  // prediction (sam_s grows by the encoder's time; prompt_tokens and new_tokens are set). run() uses it per job;
+  // services that decode with m2sa_model::DecodeBatch call it when a sequence finishes.
+  Prediction finish_prediction(EncodedImages& encoded, const PromptJob& job, const m2sa_model::GenerationResult& result,
+                               const PredictOptions& options, const PredictionTimings& timings) const;
 
  private:
   m2sa_model::M2SAForCausalLM model_;

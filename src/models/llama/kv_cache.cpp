@@ -113,4 +113,38 @@ void KVCache::advance(const std::vector<int64_t>& n_valid) {
     device_lengths_.copy_(at::tensor(lengths_, at::TensorOptions().dtype(at::kLong)));
 }
 
+void KVCache::keep_rows(const std::vector<int64_t>& rows) {
+  M2SA_CHECK(!rows.empty(), "KVCache: keep_rows needs at least one row");
+  for (int64_t r : rows)
+    M2SA_CHECK(r >= 0 && r < batch_size_, "KVCache: row ", r, " is outside the batch of ", batch_size_);
+  const at::Tensor index =
+      at::tensor(rows, at::TensorOptions().dtype(at::kLong)).to(keys_.front().device());
+  for (auto& t : keys_) t = t.index_select(0, index);
+  for (auto& t : values_) t = t.index_select(0, index);
+  std::vector<int64_t> lengths;
+  for (int64_t r : rows) lengths.push_back(lengths_[static_cast<std::size_t>(r)]);
+  lengths_ = std::move(lengths);
+  batch_size_ = static_cast<int64_t>(rows.size());
+}
+
+void KVCache::append_rows(const KVCache& other) {
+  M2SA_CHECK(other.num_layers() == num_layers() && other.num_heads_ == num_heads_ && other.head_dim_ == head_dim_ &&
+                 other.options().dtype() == options().dtype() && other.options().device() == options().device(),
+             "KVCache: append_rows needs a cache of the same layout (layers, heads, head_dim, dtype, device)");
+  const int64_t capacity = std::max(capacity_, other.capacity_);
+  auto widen = [capacity](const at::Tensor& t) {
+    if (t.size(2) == capacity) return t;
+    at::Tensor w = at::zeros({t.size(0), t.size(1), capacity, t.size(3)}, t.options());
+    w.narrow(2, 0, t.size(2)).copy_(t);
+    return w;
+  };
+  for (std::size_t l = 0; l < keys_.size(); ++l) {
+    keys_[l] = at::cat({widen(keys_[l]), widen(other.keys_[l])}, 0);
+    values_[l] = at::cat({widen(values_[l]), widen(other.values_[l])}, 0);
+  }
+  lengths_.insert(lengths_.end(), other.lengths_.begin(), other.lengths_.end());
+  batch_size_ += other.batch_size_;
+  capacity_ = capacity;
+}
+
 }  // namespace m2sa::llama

@@ -62,6 +62,14 @@ class KVCache {
   // the new lengths to the device (batched prefill, or a finished sequence held in place).
   void advance(const std::vector<int64_t>& n_valid);
 
+  // ---- changing the batch between steps (continuous batching: infer/ and serve/) ----
+  // Keeps only the sequences `rows` (in that order; each in [0, batch_size)); the batch size becomes rows.size()
+  // (which must be >= 1). Copies the kept rows into new buffers: cost ~ rows x capacity per layer.
+  void keep_rows(const std::vector<int64_t>& rows);
+  // Appends the sequences of `other` (same layers, heads, head_dim, dtype, device) after this cache's rows, with
+  // their lengths. The capacity becomes the larger of the two. Copies every row into new buffers.
+  void append_rows(const KVCache& other);
+
  private:
   int64_t batch_size_, capacity_, num_heads_, head_dim_;
   std::vector<at::Tensor> keys_, values_;
