@@ -121,6 +121,7 @@ void KVCache::keep_rows(const std::vector<int64_t>& rows) {
       at::tensor(rows, at::TensorOptions().dtype(at::kLong)).to(keys_.front().device());
   for (auto& t : keys_) t = t.index_select(0, index);
   for (auto& t : values_) t = t.index_select(0, index);
+  device_lengths_ = device_lengths_.index_select(0, index);
   std::vector<int64_t> lengths;
   for (int64_t r : rows) lengths.push_back(lengths_[static_cast<std::size_t>(r)]);
   lengths_ = std::move(lengths);
@@ -143,6 +144,7 @@ void KVCache::append_rows(const KVCache& other) {
     values_[l] = at::cat({widen(values_[l]), widen(other.values_[l])}, 0);
   }
   lengths_.insert(lengths_.end(), other.lengths_.begin(), other.lengths_.end());
+  device_lengths_ = at::cat({device_lengths_, other.device_lengths_});
   batch_size_ += other.batch_size_;
   capacity_ = capacity;
 }
