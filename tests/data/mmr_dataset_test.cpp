@@ -1,6 +1,11 @@
 #include "m2sa/data/mmr_dataset.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <sstream>
 
 #include "data_test_util.h"
 #include "m2sa/data/eval_datasets.h"
@@ -140,27 +145,62 @@ TEST(MmrDataset, EvalPromptsAndTheExtraPeriod) {
   EXPECT_EQ(make_eval_dataset("mmr/val", f.root())->size(), 1);
 }
 
-TEST(MmrDataset, SegCountMismatchIsAnErrorOrASkip) {
+// Captures spdlog output while alive.
+class MmrLogCapture {
+ public:
+  MmrLogCapture() : sink_(std::make_shared<spdlog::sinks::ostream_sink_mt>(out_)) {
+    spdlog::default_logger()->sinks().push_back(sink_);
+  }
+  ~MmrLogCapture() {
+    auto& sinks = spdlog::default_logger()->sinks();
+    sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
+  }
+  std::string str() const { return out_.str(); }
+
+ private:
+  std::ostringstream out_;
+  std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink_;
+};
+
+// A question whose {seg} count differs from its mask count: the reference's training dataset draws another sample
+// (the question is left out here), its validation scores it with zip(gt, pred) over the GT count (the eval sample
+// keeps every mask and says how many belong to each question). Both warn, naming the entry; neither is a bad entry.
+TEST(MmrDataset, SegCountMismatchIsLeftOutOfTrainingAndScoredInEvaluation) {
   MmrFixture f;
   f.image("train2017/000000000001.jpg");
   json bad = entry({1, 2, 1});
   bad["text_answers"][1] = "A1: only one {seg}.";
   f.file("MMR_train.json", json::array({entry({1}), bad}));
-  const std::string err = test::error_of([&] { MmrTrainDataset(f.root(), MmrOptions{}, lists()); });
-  EXPECT_NE(err.find("MMR_train.json: entry 1 (train2017/000000000001.jpg): question 1: text_answers[1] has 1 {seg} but "
-                     "answers[1] has 2 masks"),
+  f.file("MMR_val.json", json::array({bad}));
+  const std::string named = "MMR_train.json: entry 1 (train2017/000000000001.jpg): question 1: text_answers[1] has 1 "
+                            "{seg} but answers[1] has 2 masks";
+  {
+    MmrLogCapture log;
+    SkipReport report;
+    MmrTrainDataset ds(f.root(), MmrOptions{}, lists(), &report);
+    EXPECT_EQ(report.count(), 0);
+    EXPECT_NE(log.str().find(named), std::string::npos) << log.str();
+    EXPECT_NE(log.str().find("left out of training"), std::string::npos) << log.str();
+    Rng rng(0);
+    const Sample s = *ds.get(1, rng);
+    EXPECT_EQ(s.conversations.size(), 2u);  // the two good questions
+    EXPECT_EQ(s.masks.size(0), 2);
+    EXPECT_TRUE(s.masks_per_conversation.empty());
+  }
+  MmrLogCapture log;
+  const auto val = make_eval_dataset("val", f.root());
+  EXPECT_NE(log.str().find("MMR_val.json: entry 0 (train2017/000000000001.jpg): question 1: text_answers[1] has 1 "
+                           "{seg} but answers[1] has 2 masks"),
             std::string::npos)
-      << err;
-  SkipReport report;
-  MmrOptions o;
-  o.skip_bad = true;
-  MmrTrainDataset ds(f.root(), o, lists(), &report);
-  EXPECT_EQ(report.count(), 1);
-  EXPECT_NE(report.summary().find("skipped 1 bad entry (MMR_train: 1)"), std::string::npos) << report.summary();
-  // The bad question is dropped; the entry keeps its two good questions.
-  Rng rng(0);
-  Sample s = *ds.get(1, rng);
-  EXPECT_EQ(s.conversations.size(), 2u);
+      << log.str();
+  EXPECT_NE(log.str().find("scored as the reference scores it"), std::string::npos) << log.str();
+  ASSERT_EQ(val->size(), 1);
+  const Sample s = val->get(0);
+  ASSERT_EQ(s.conversations.size(), 3u);
+  EXPECT_EQ(s.masks.size(0), 4);
+  EXPECT_EQ(s.masks_per_conversation, (std::vector<int64_t>{1, 2, 1}));
+  // Masks in GT order: question 1's second mask is the single pixel (row 1, column 1).
+  EXPECT_TRUE(at::equal(s.masks[2], target_mask(1, 1)));
 }
 
 TEST(MmrDataset, BadDataNamesFileAndEntry) {
