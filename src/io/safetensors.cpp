@@ -139,6 +139,11 @@ at::Tensor SafetensorsReader::load(const std::string& name) const {
   return t;
 }
 
+void SafetensorsReader::release(const std::string& name) const {
+  auto it = index_.find(name);
+  if (it != index_.end()) file_->release(it->second.begin, it->second.end - it->second.begin);
+}
+
 void write_safetensors(const std::filesystem::path& path, const NamedTensors& tensors,
                        const std::map<std::string, std::string>& metadata) {
   std::vector<at::Tensor> data;

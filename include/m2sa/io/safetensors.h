@@ -30,6 +30,8 @@ class SafetensorsReader {
   // CPU tensor viewing the mapping (copy-on-write); copied when the data is not aligned for its dtype.
   at::Tensor load(const std::string& name) const;
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  // After a tensor was copied (not viewed): its pages leave this process's memory (MappedFile::release).
+  void release(const std::string& name) const;
   const std::filesystem::path& path() const { return file_->path(); }
 
  private:
