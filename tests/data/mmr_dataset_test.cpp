@@ -4,12 +4,18 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+
 #include <algorithm>
 #include <sstream>
 
 #include "data_test_util.h"
 #include "m2sa/data/eval_datasets.h"
+#include "m2sa/data/collate.h"
 #include "m2sa/io/coco_mask.h"
+#include "m2sa/vision/image_io.h"
+#include "models/m2sa/m2sa_test_util.h"
 #include "test_util.h"
 
 namespace m2sa::data {
@@ -201,6 +207,36 @@ TEST(MmrDataset, SegCountMismatchIsLeftOutOfTrainingAndScoredInEvaluation) {
   EXPECT_EQ(s.masks_per_conversation, (std::vector<int64_t>{1, 2, 1}));
   // Masks in GT order: question 1's second mask is the single pixel (row 1, column 1).
   EXPECT_TRUE(at::equal(s.masks[2], target_mask(1, 1)));
+}
+
+// A COCO-style JPEG stored sideways with EXIF orientation 6 (cv2.imread turns it upright): the MMR masks are at the
+// upright size, the reader's size probe and the decoder agree on it, and collate's size check passes.
+TEST(MmrDataset, ExifRotatedJpegFitsItsMasksAndCollates) {
+  MmrFixture f;
+  // Stored as kW rows x kH columns; orientation 6 (rotate 90 degrees clockwise) shows kH x kW.
+  std::vector<uchar> buf;
+  ASSERT_TRUE(cv::imencode(".jpg", cv::Mat(static_cast<int>(kW), static_cast<int>(kH), CV_8UC3, cv::Scalar(30, 90, 150)),
+                           buf));
+  const std::string plain(buf.begin(), buf.end());
+  // APP1 "Exif", little-endian TIFF, IFD0 with one entry: Orientation (0x0112), SHORT, 1 value = 6.
+  const std::string tiff("II*\0\x08\0\0\0\x01\0\x12\x01\x03\0\x01\0\0\0\x06\0\0\0\0\0\0\0", 26);
+  const std::string payload = std::string("Exif\0\0", 6) + tiff;
+  const std::string app1 = std::string("\xFF\xE1\0", 3) + static_cast<char>(payload.size() + 2) + payload;
+  const fs::path image = f.root() / "refer_seg/images/mscoco/images/val2017/000000000002.jpg";
+  fs::create_directories(image.parent_path());
+  test::write_bytes(image, plain.substr(0, 2) + app1 + plain.substr(2));
+  f.file("MMR_val.json", json::array({entry({2}, "val2017/000000000002.jpg")}));
+  const auto val = make_eval_dataset("val", f.root());
+  const Sample s = val->get(0);
+  EXPECT_EQ(s.height, kH);
+  EXPECT_EQ(s.width, kW);
+  const at::Tensor rgb = read_image_rgb(s.image_path);
+  EXPECT_EQ(rgb.size(0), kH);
+  EXPECT_EQ(rgb.size(1), kW);
+  const Tokenizer tok = Tokenizer::load(test::repo_root() / "configs" / "tokenizer" / "tokenizer.model");
+  const M2SATrainBatch b = collate_samples({s}, tok, CollateConfig::for_model(test::tiny_config(), false));
+  EXPECT_EQ(b.gt_masks.at(0).size(1), kH);
+  EXPECT_EQ(b.gt_masks.at(0).size(2), kW);
 }
 
 TEST(MmrDataset, BadDataNamesFileAndEntry) {
