@@ -52,7 +52,8 @@ struct EvalArgs {
   std::string mode = "teacher-forced";
   int64_t batch = 4;
   int64_t limit = -1;
-  int64_t max_new_tokens = 512;
+  int64_t max_new_tokens = 0;  // not given (0): the reference's value for the weights (2048 M2SA, 512 LISA layout)
+  const CLI::Option* max_new_tokens_option = nullptr;
   std::string precision = "auto";
   std::string device = "auto";
   int nproc = 1;
@@ -121,7 +122,8 @@ Plan make_plan(const EvalArgs& a) {
   M2SA_CHECK(a.nproc >= 1, "--nproc: must be >= 1, got ", a.nproc);
   M2SA_CHECK(a.batch >= 1, "--batch: images per forward must be >= 1, got ", a.batch);
   M2SA_CHECK(a.limit >= -1, "--limit: must be -1 (all items) or >= 0, got ", a.limit);
-  M2SA_CHECK(a.max_new_tokens >= 1, "--max-new-tokens: must be >= 1, got ", a.max_new_tokens);
+  M2SA_CHECK(a.max_new_tokens >= 1 || !a.max_new_tokens_option || a.max_new_tokens_option->count() == 0,
+             "--max-new-tokens: must be >= 1, got ", a.max_new_tokens);
   M2SA_CHECK(a.top_k >= 0, "--top-k: must be >= 0, got ", a.top_k);
   M2SA_CHECK(a.timeout_s > 0, "--timeout-s: must be positive, got ", a.timeout_s);
   Plan p;
@@ -226,7 +228,7 @@ std::vector<std::string> rank_args(const EvalArgs& a, const Plan& p) {
   opt("--mode", eval::to_string(p.mode));
   opt("--batch", std::to_string(a.batch));
   opt("--limit", std::to_string(a.limit));
-  opt("--max-new-tokens", std::to_string(a.max_new_tokens));
+  if (a.max_new_tokens > 0) opt("--max-new-tokens", std::to_string(a.max_new_tokens));
   opt("--precision", p.precision);
   opt("--device", p.device);
   opt("--top-k", std::to_string(a.top_k));
@@ -309,6 +311,12 @@ int run_eval(const EvalArgs& a) {
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count());
   }
 
+  const int64_t max_new_tokens =
+      a.max_new_tokens > 0 ? a.max_new_tokens : m2sa_model::reference_max_new_tokens(loaded.model->config());
+  if (main && plan.mode == eval::EvalMode::kGenerate)
+    spdlog::info("m2sa eval: max_new_tokens {}{}", max_new_tokens,
+                 a.max_new_tokens > 0 ? "" : " (the reference's value for these weights)");
+
   std::vector<json> reports;
   std::unique_ptr<io::EventWriter> events;
   if (main && !a.tensorboard.empty()) events = std::make_unique<io::EventWriter>(a.tensorboard);
@@ -320,7 +328,7 @@ int run_eval(const EvalArgs& a) {
     eval::EvaluateOptions eo;
     eo.mode = plan.mode;
     eo.images_per_batch = a.batch;
-    eo.max_new_tokens = a.max_new_tokens;
+    eo.max_new_tokens = max_new_tokens;
     eo.limit = a.limit;
     eo.log_progress = main;
     eo.skip_bad = a.skip_bad;
@@ -354,7 +362,7 @@ int run_eval(const EvalArgs& a) {
                   {"skipped_messages", skip.messages()}};
     if (!a.config.empty()) extra["config"] = a.config;
     if (plan.mode == eval::EvalMode::kGenerate) {
-      extra["max_new_tokens"] = a.max_new_tokens;
+      extra["max_new_tokens"] = max_new_tokens;
       extra["generation"] = gen.to_json();
     }
     info.extra = std::move(extra);
@@ -403,8 +411,10 @@ Registrar register_eval({"eval", "Score a model on evaluation splits (gIoU / cIo
                      ->capture_default_str();
                  app.add_option("--limit", a->limit, "evaluate the first N items of each split (-1: all)")
                      ->capture_default_str();
-                 app.add_option("--max-new-tokens", a->max_new_tokens, "generate mode: longest answer")
-                     ->capture_default_str();
+                 a->max_new_tokens_option =
+                     app.add_option("--max-new-tokens", a->max_new_tokens,
+                                    "generate mode: longest answer (default: 2048 for M2SA weights, 512 for a "
+                                    "LISA-layout checkpoint, as the reference scripts)");
                  app.add_option("--precision", a->precision, "auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16")
                      ->capture_default_str();
                  app.add_option("--device", a->device, "auto, cpu, cuda (cuda:LOCAL_RANK) or cuda:N")

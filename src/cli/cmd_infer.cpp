@@ -1,6 +1,6 @@
 // m2sa infer (--model DIR [--clip DIR] | --peft FILE --config C | --sam PTH --llava DIR --clip DIR --config C)
 //            [--trainable FILE] [--tokenizer PATH] [--precision bf16|fp32|fp16] [--device cpu|cuda[:N]]
-//            [--max-new-tokens N] [--out DIR] [--reference-outputs] [--no-overlay] [--allow-no-seg]
+//            [--max-new-tokens N (default 2048 M2SA / 512 LISA)] [--out DIR] [--reference-outputs] [--no-overlay] [--allow-no-seg]
 //            IMAGE "QUESTION"                   one question
 //            IMAGE ["QUESTION"] --chat          a conversation: follow-up questions from stdin, one per line
 //            --batch FILE.jsonl --out DIR [--batch-size N] [--image-root DIR]
@@ -42,7 +42,8 @@ struct InferArgs {
   ModelSourceArgs model;
   std::string image, question, out, batch, image_root;
   std::string precision = "bf16", device = "cpu";
-  int64_t max_new_tokens = 512, batch_size = 4;
+  int64_t max_new_tokens = 0, batch_size = 4;  // max_new_tokens not given (0): the reference's value for the weights
+  const CLI::Option* max_new_tokens_option = nullptr;
   bool chat = false, reference_outputs = false, no_overlay = false, allow_no_seg = false;
 };
 
@@ -87,7 +88,7 @@ struct Session {
     o.image_path = image_path;
     extra["precision"] = precision_name(dtype);
     extra["device"] = infer::device_name(device);
-    extra["max_new_tokens"] = args.max_new_tokens;
+    extra["max_new_tokens"] = options.max_new_tokens;
     o.extra = std::move(extra);
     return o;
   }
@@ -106,6 +107,11 @@ void load(Session& s) {
   for (const auto& line : loaded.log) spdlog::info("{}", line);
   s.predictor.emplace(loaded.model, loaded.tokenizer);
   s.load_s = seconds_since(t0);
+  if (a.max_new_tokens == 0) {
+    s.options.max_new_tokens = m2sa_model::reference_max_new_tokens(loaded.model->config());
+    spdlog::info("max_new_tokens {} ({} weights; --max-new-tokens changes it)", s.options.max_new_tokens,
+                 loaded.model->config().sam.mask_decoder.compress_vit ? "M2SA" : "LISA-layout");
+  }
   spdlog::info("model loaded in {:.1f} s ({}, {})", s.load_s, precision_name(s.dtype), infer::device_name(s.device));
 }
 
@@ -297,7 +303,8 @@ int run_infer(InferArgs a) {
   s.dtype = parse_precision(a.precision);
   s.device = infer::parse_device(a.device);
   infer::check_precision(s.dtype, s.device);
-  M2SA_CHECK(a.max_new_tokens >= 1, "--max-new-tokens must be >= 1, got ", a.max_new_tokens);
+  M2SA_CHECK(a.max_new_tokens >= 1 || !a.max_new_tokens_option || a.max_new_tokens_option->count() == 0,
+             "--max-new-tokens must be >= 1, got ", a.max_new_tokens);
   s.options.max_new_tokens = a.max_new_tokens;
   const bool batch = !a.batch.empty();
   if (batch) {
@@ -322,7 +329,10 @@ Registrar register_infer({"infer", "Answer a question about an image and segment
                  app.add_option("question", a->question, "the question (quote it)");
                  add_model_source_options(app, a->model);
                  app.add_option("--out", a->out, "write masks, overlay and result.json here");
-                 app.add_option("--max-new-tokens", a->max_new_tokens, "most tokens to generate (default 512)");
+                 a->max_new_tokens_option =
+                     app.add_option("--max-new-tokens", a->max_new_tokens,
+                                    "most tokens to generate (default: 2048 for M2SA weights as M2SA's chat.py, 512 "
+                                    "for a LISA-layout checkpoint as LISA's)");
                  app.add_option("--precision", a->precision, "bf16 (default, as the reference chat.py), fp32, fp16 "
                                                              "(CUDA only)");
                  app.add_option("--device", a->device, "cpu (default), cuda or cuda:N");

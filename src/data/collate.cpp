@@ -32,6 +32,7 @@ CollateConfig CollateConfig::for_model(const m2sa_model::M2SAConfig& c, bool tra
   out.clip.crop_size = c.clip.image_size;
   out.use_mm_start_end = c.m2sa.use_mm_start_end;
   out.truncate = training;
+  out.require_mask_per_seg = training;
   out.model_max_length = c.m2sa.model_max_length;
   out.num_image_tokens = c.num_image_tokens();
   out.seg_token_id = c.m2sa.seg_token_id;
@@ -97,7 +98,8 @@ M2SATrainBatch collate_samples(const std::vector<Sample>& samples, const std::ve
         batch.conversations.push_back(text);
         row_sample.push_back(static_cast<int64_t>(i));
       }
-      M2SA_CHECK(seg_per_sample[i] == masks.size(0), "the conversations hold ", seg_per_sample[i],
+      M2SA_CHECK(!config.require_mask_per_seg || seg_per_sample[i] == masks.size(0), "the conversations hold ",
+                 seg_per_sample[i],
                  " [SEG] tokens but the sample has ", masks.size(0), " masks (one mask per [SEG], in order)");
       batch.gt_masks.push_back(masks);
       batch.ignore.push_back(s.ignore);

@@ -1,6 +1,7 @@
 #include "m2sa/data/mmr_dataset.h"
 
 #include <ATen/ATen.h>
+#include <spdlog/spdlog.h>
 
 #include "entry_json.h"
 #include "m2sa/data/image_files.h"
@@ -60,8 +61,13 @@ MmrTarget parse_target(const json& ann, const std::string& where) {
   return t;
 }
 
+// A question whose {seg} count differs from its mask count. The reference trains without it (the dataset draws
+// another sample, multi_part_reason_seg_dataset.py) and scores it with zip(gt, pred) over the GT count
+// (train_ds.py validate()); both go on with a warning naming the question, never as a bad entry.
+enum class SegMismatch { kDropQuestion, kScoreAsReference };
+
 MmrEntry parse_entry(const json& e, int64_t index, const fs::path& path, bool skip_bad, SkipReport* report,
-                     const std::string& dataset) {
+                     const std::string& dataset, SegMismatch mismatch) {
   MmrEntry out;
   out.index = index;
   std::string where = path.string() + ": entry " + std::to_string(index);
@@ -85,10 +91,17 @@ MmrEntry parse_entry(const json& e, int64_t index, const fs::path& path, bool sk
       q.text_answer = text_answers[k].get<std::string>();
       if (detail::py_strip(q.question).empty()) bad_entry(wk, ": empty question");
       const std::size_t n_seg = count_of(q.text_answer, "{seg}");
-      if (n_seg != answers[k].size())
-        bad_entry(wk, ": text_answers[", k, "] has ", n_seg, " {seg} but answers[", k, "] has ", answers[k].size(),
-                  " masks (\"", q.text_answer.substr(0, 120), "\")");
-      if (n_seg == 0) bad_entry(wk, ": text_answers[", k, "] has no {seg}");
+      if (n_seg == 0 && answers[k].empty()) bad_entry(wk, ": text_answers[", k, "] has no {seg} and answers[", k,
+                                                      "] no mask");
+      if (n_seg != answers[k].size()) {
+        const bool drop = mismatch == SegMismatch::kDropQuestion;
+        spdlog::warn("{}: text_answers[{}] has {} {{seg}} but answers[{}] has {} masks (\"{}\"): {}", wk, k, n_seg, k,
+                     answers[k].size(), q.text_answer.substr(0, 120),
+                     drop ? "left out of training, as the reference's dataset does"
+                          : "scored as the reference scores it (zip of GT and predicted masks, the GT count as the "
+                            "denominator)");
+        if (drop) return;
+      }
       try {
         py_format(q.text_answer, {{"seg", kSegToken}}, wk + ": text_answers[" + std::to_string(k) + "]");
       } catch (const BadEntry&) {
@@ -117,6 +130,7 @@ Sample make_sample(const fs::path& image_root, const MmrEntry& entry, const std:
   s.height = size.height;
   s.width = size.width;
   std::vector<const MmrTarget*> targets;
+  bool mismatched = false;
   for (std::size_t k : question_ids) {
     const MmrQuestion& q = entry.questions[k];
     Turn turn;
@@ -128,6 +142,8 @@ Sample make_sample(const fs::path& image_root, const MmrEntry& entry, const std:
       turn.assistant = py_format(q.text_answer, {{"seg", kSegToken}});
     }
     s.conversations.push_back({turn});
+    s.masks_per_conversation.push_back(static_cast<int64_t>(q.targets.size()));
+    if (count_of(q.text_answer, "{seg}") != q.targets.size()) mismatched = true;
     for (const MmrTarget& t : q.targets) {
       targets.push_back(&t);
       Target info;
@@ -138,10 +154,12 @@ Sample make_sample(const fs::path& image_root, const MmrEntry& entry, const std:
     }
   }
   s.masks = decode_mmr_targets(targets, s.height, s.width, where);
+  if (!mismatched) s.masks_per_conversation.clear();
   return s;
 }
 
-MmrFile read_file(const fs::path& path, bool skip_bad, SkipReport* report, const std::string& dataset) {
+MmrFile read_file(const fs::path& path, bool skip_bad, SkipReport* report, const std::string& dataset,
+                  SegMismatch mismatch) {
   MmrFile file;
   file.path = path;
   int64_t index = 0;
@@ -158,7 +176,7 @@ MmrFile read_file(const fs::path& path, bool skip_bad, SkipReport* report, const
       detail::guarded(skip_bad, report, dataset, [&] {
         if (!parsed.is_object())
           bad_entry(path.string(), ": entry ", i, ": expected an object, got ", detail::type_of(parsed));
-        file.entries.push_back(parse_entry(parsed, i, path, skip_bad, report, dataset));
+        file.entries.push_back(parse_entry(parsed, i, path, skip_bad, report, dataset, mismatch));
       });
       return false;  // converted: do not keep it in the tree
     }
@@ -194,7 +212,7 @@ at::Tensor decode_mmr_targets(const std::vector<const MmrTarget*>& targets, int6
 }
 
 MmrFile read_mmr_json(const fs::path& path, bool skip_bad, SkipReport* report) {
-  return read_file(path, skip_bad, report, path.stem().string());
+  return read_file(path, skip_bad, report, path.stem().string(), SegMismatch::kScoreAsReference);
 }
 
 MmrTrainDataset::MmrTrainDataset(const fs::path& dataset_dir, MmrOptions options, QuestionLists lists,
@@ -205,7 +223,7 @@ MmrTrainDataset::MmrTrainDataset(const fs::path& dataset_dir, MmrOptions options
   M2SA_CHECK(options_.num_questions_per_sample >= 1, "MMR: num_classes_per_sample must be >= 1");
   const fs::path path = dataset_dir / "MMR" / options_.json_name;
   name_ = path.stem().string();
-  file_ = read_file(path, options_.skip_bad, report, name_);
+  file_ = read_file(path, options_.skip_bad, report, name_, SegMismatch::kDropQuestion);
   if (file_.entries.empty()) fail(path.string(), ": no usable entries");
 }
 
@@ -226,7 +244,7 @@ MmrEvalDataset::MmrEvalDataset(const fs::path& dataset_dir, const std::string& j
     : image_root_(dataset_dir / "refer_seg" / "images" / "mscoco" / "images") {
   const fs::path path = dataset_dir / "MMR" / json_name;
   name_ = path.stem().string();
-  file_ = read_file(path, skip_bad, report, name_);
+  file_ = read_file(path, skip_bad, report, name_, SegMismatch::kScoreAsReference);
 }
 
 Sample MmrEvalDataset::get(int64_t index) const {

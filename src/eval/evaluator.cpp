@@ -340,11 +340,12 @@ class Evaluator {
       int64_t offset = 0;
       for (std::size_t c = 0; c < s.conversations.size(); ++c) {
         const Dialog& d = s.conversations[c];
-        // Datasets give one question per conversation in the evaluation splits; collate has checked the [SEG]
-        // count against the masks already.
+        // Datasets give one question per conversation in the evaluation splits; each question's GT masks are
+        // one per [SEG] of its answer, or as masks_per_conversation says (an MMR entry whose counts differ).
         M2SA_CHECK(d.size() == 1, "evaluating ", item_name(dataset_, items[i].index, &s), ": conversation ", c,
                    " has ", d.size(), " rounds; generate mode answers single-question conversations only");
-        const int64_t n = count_seg(d[0].assistant);
+        const int64_t n = s.masks_per_conversation.empty() ? count_seg(d[0].assistant)
+                                                           : s.masks_per_conversation.at(c);
         ranges[i].emplace_back(offset, n);
         offset += n;
         m2sa_model::GenerationPrompt p;

@@ -14,8 +14,6 @@ namespace m2sa::infer {
 
 namespace fs = std::filesystem;
 
-namespace {
-
 json clip_preprocessor_config(const clip::ClipVisionConfig& c) {
   // transformers' CLIPImageProcessor for the openai towers, at this tower's image size.
   return json{{"crop_size", c.image_size},
@@ -28,8 +26,6 @@ json clip_preprocessor_config(const clip::ClipVisionConfig& c) {
               {"resample", 3},
               {"size", c.image_size}};
 }
-
-}  // namespace
 
 void export_model(const m2sa_model::M2SAForCausalLMImpl& model, const Tokenizer& tokenizer, const fs::path& dir,
                   const ExportOptions& options) {

@@ -3,10 +3,12 @@
 #include <ATen/ATen.h>
 
 #include <optional>
+#include <set>
 
 #include "m2sa/core/dtype.h"
 #include "m2sa/core/error.h"
 #include "m2sa/io/checkpoint_keys.h"
+#include "m2sa/io/module_weights.h"
 #include "m2sa/io/weight_store.h"
 #include "m2sa/models/m2sa/m2sa_checkpoint.h"
 #include "m2sa/nn/init.h"
@@ -128,12 +130,27 @@ LoadedModel load_model(const ModelSource& src, const LoadModelOptions& options) 
   if (!src.trainable.empty()) trainable = open_store(src.trainable, "trained weights");
   M2SAForCausalLM model{nullptr};
   if (from_start) {
-    // Every file is opened (and its index validated) before the model is allocated: a 13B model takes 52 GB in fp32.
+    // Every file is opened (and its index validated) before the model is allocated. The model is allocated in the
+    // target dtype directly (a 7B model would take 31 GB in fp32); only what the checkpoints lack is drawn
+    // (text_hidden_fcs, compress_vit, new vocabulary rows), and tensors stored in the target dtype view the files.
     const WeightStore sam = open_store(src.sam, "SAM checkpoint");
     const WeightStore llava = open_store(src.llava_dir, "LLaVA folder");
     const WeightStore clip = open_store(clip_dir, "CLIP folder");
-    model = M2SAForCausalLM(config);
+    {
+      nn::ShapeOnlyScope shape_only;
+      model = M2SAForCausalLM(config);
+    }
+    m2sa_model::allocate_shape_only(*model, options.dtype, options.device);
+    const std::vector<std::string> drawn = m2sa_model::init_parts_not_in_start_checkpoints(*model);
     const auto r = m2sa_model::load_training_start(*model, sam, llava, clip);
+    // Every tensor of the model must now hold loaded or drawn values (allocate_shape_only leaves them
+    // uninitialised).
+    std::set<std::string> covered(drawn.begin(), drawn.end());
+    for (const auto* rep : {&r.sam, &r.llava, &r.clip}) covered.insert(rep->loaded.begin(), rep->loaded.end());
+    for (const auto& [name, t] : module_state(*model))
+      M2SA_CHECK(covered.count(name), "the training start from ", src.sam.string(), " + ", src.llava_dir.string(),
+                 " + ", clip_dir.string(), " leaves '", name, "' uninitialised (no checkpoint holds it and nothing "
+                 "draws it)");
     log.push_back("SAM " + src.sam.string() + ": " + r.sam.summary());
     log.push_back("LLaVA " + src.llava_dir.string() + ": " + r.llava.summary() + " (" +
                   std::to_string(r.vocab_rows_added) + " new vocabulary rows)");
@@ -173,7 +190,7 @@ LoadedModel load_model(const ModelSource& src, const LoadModelOptions& options) 
   }
   model->to(options.device, options.dtype);
   model->train(!options.eval);
-  if (options.eval && options.fuse_projections) {
+  if (options.eval && options.fuse_projections.value_or(!options.device.is_cpu())) {
     for (auto& p : model->parameters()) p.set_requires_grad(false);
     const int64_t fused = model->llm->fuse_projections();
     log.push_back("fused projections: " + std::to_string(fused) + " of " +

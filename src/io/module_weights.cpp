@@ -91,10 +91,20 @@ LoadReport load_weights(torch::nn::Module& module, const WeightStore& store, con
   // Check everything first so that a failed load leaves the module untouched.
   check_weights(module, store, options);
   at::NoGradGuard no_grad;
+  const bool alias = options.alias_stored && !store.in_memory();
   return match(module, store, options, [&](const std::string& ckpt_name, at::Tensor& target) {
     if (target.device().is_meta()) fail("cannot load '", ckpt_name, "' into a meta-device (shape-only) model");
     at::Tensor src = store.load(ckpt_name);
+    if (alias && target.device().is_cpu() && src.device().is_cpu() &&
+        src.scalar_type() == target.scalar_type() && src.sizes() == target.sizes() && src.is_contiguous() &&
+        target.is_contiguous()) {
+      // Variable::set_data without its checks (as allocate_shape_only): the handle keeps its autograd state.
+      target.unsafeGetTensorImpl()->shallow_copy_from(src.getIntrusivePtr());
+      return;
+    }
     target.copy_(src);
+    src = at::Tensor();
+    store.release(ckpt_name);
   });
 }
 

@@ -139,6 +139,11 @@ at::Tensor SafetensorsReader::load(const std::string& name) const {
   return t;
 }
 
+void SafetensorsReader::release(const std::string& name) const {
+  auto it = index_.find(name);
+  if (it != index_.end()) file_->release(it->second.begin, it->second.end - it->second.begin);
+}
+
 void write_safetensors(const std::filesystem::path& path, const NamedTensors& tensors,
                        const std::map<std::string, std::string>& metadata) {
   std::vector<at::Tensor> data;
@@ -165,6 +170,39 @@ void write_safetensors(const std::filesystem::path& path, const NamedTensors& te
     write_all(fd, len, 8, path);
     write_all(fd, hdr.data(), hdr.size(), path);
     for (const at::Tensor& t : data) write_all(fd, t.data_ptr(), t.numel() * t.element_size(), path);
+  });
+}
+
+void write_safetensors_streamed(const std::filesystem::path& path, const std::vector<TensorInfo>& infos,
+                                const MakeTensor& make, const std::map<std::string, std::string>& metadata) {
+  json header = json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::size_t offset = 0;
+  for (const TensorInfo& info : infos) {
+    if (info.name == "__metadata__") fail(path.string(), ": a tensor cannot be named __metadata__");
+    if (header.contains(info.name)) fail(path.string(), ": duplicate tensor name '", info.name, "'");
+    const std::size_t nbytes = tensor_nbytes_or_fail(info, path.string() + ": tensor '" + info.name + "'");
+    header[info.name] = {{"dtype", safetensors_dtype_name(info.dtype)},
+                         {"shape", info.shape},
+                         {"data_offsets", {offset, offset + nbytes}}};
+    offset += nbytes;
+  }
+  std::string hdr = header.dump();
+  hdr.append((8 - hdr.size() % 8) % 8, ' ');
+  write_file_atomic(path, [&](int fd) {
+    uint8_t len[8];
+    uint64_t n = hdr.size();
+    for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
+    write_all(fd, len, 8, path);
+    write_all(fd, hdr.data(), hdr.size(), path);
+    for (const TensorInfo& info : infos) {
+      const at::Tensor t = make(info).detach().to(at::kCPU).contiguous();
+      if (t.scalar_type() != info.dtype || t.sizes().vec() != info.shape)
+        fail(path.string(), ": tensor '", info.name, "' was announced as ", safetensors_dtype_name(info.dtype), " ",
+             shape_string(info.shape), " but came as ", safetensors_dtype_name(t.scalar_type()), " ",
+             shape_string(t.sizes().vec()));
+      write_all(fd, t.data_ptr(), t.numel() * t.element_size(), path);
+    }
   });
 }
 

@@ -9,6 +9,7 @@
 
 #include "m2sa/core/checked_math.h"
 #include "m2sa/core/error.h"
+#include "m2sa/io/mapped_file.h"
 #include "m2sa/io/pickle.h"
 
 namespace m2sa {
@@ -50,7 +51,10 @@ uint64_t zip_le(const char* p, int n) {
 // form when a zip64 locator precedes it) and refuses any record that claims more bytes, compressed or not, than
 // the whole file holds. LibTorch's reader allocates a record's claimed uncompressed size before reading it, its
 // constructor included; torch.save stores records uncompressed, so no honest record is larger than the file.
-void check_torch_zip_record_sizes(const std::string& file) {
+// Returns the names (without the archive folder) of the records stored uncompressed (method 0, equal sizes): those
+// can be viewed in a mapping.
+std::unordered_set<std::string> check_torch_zip_record_sizes(const std::string& file) {
+  std::unordered_set<std::string> stored;
   std::ifstream in(file, std::ios::binary);
   in.seekg(0, std::ios::end);
   const uint64_t size = static_cast<uint64_t>(in.tellg());
@@ -114,8 +118,13 @@ void check_torch_zip_record_sizes(const std::string& file) {
     if (uncomp > size || comp > size)
       fail(file, ": zip record '", name, "' claims ", std::max(uncomp, comp), " bytes, more than the whole file (",
            size, " bytes): torch.save stores records uncompressed, so the archive is corrupt or crafted");
+    if (zip_le(&cd[pos + 10], 2) == 0 && comp == uncomp) {
+      const std::size_t slash = name.find('/');  // "<archive>/data/0" -> "data/0", as the reader names records
+      stored.insert(slash == std::string::npos ? name : name.substr(slash + 1));
+    }
     pos += 46 + name_len + extra_len + comment_len;
   }
+  return stored;
 }
 
 std::vector<int64_t> int_list(const PyValue& v) {
@@ -134,12 +143,15 @@ TorchCheckpointReader::TorchCheckpointReader(const std::filesystem::path& path) 
   if (!is_zip(path))
     fail(file, ": not a zip-format torch.save checkpoint (legacy pre-1.6 files are not supported: re-save with "
                "torch.save(state_dict, path))");
-  check_torch_zip_record_sizes(file);
+  stored_ = check_torch_zip_record_sizes(file);
   try {
     reader_ = std::make_unique<caffe2::serialize::PyTorchStreamReader>(file);
   } catch (const std::exception& e) {
     fail(file, ": cannot open the zip archive: ", e.what());
   }
+  // Records stored uncompressed (torch.save never compresses) are viewed in a copy-on-write mapping of the file:
+  // loading reads nothing up front and processes opening the same file share its page cache.
+  mapped_ = MappedFile::open(path);
   if (!reader_->hasRecord("data.pkl")) fail(file, ": zip archive has no data.pkl: not a torch.save checkpoint");
   auto [pkl, pkl_size] = with_context(file, [&] { return reader_->getRecord("data.pkl"); });
   std::string_view pickle(static_cast<const char*>(pkl.get()), pkl_size);
@@ -231,19 +243,47 @@ TorchCheckpointReader::TorchCheckpointReader(const std::filesystem::path& path) 
   if (infos_.empty()) fail(file, ": the checkpoint holds no tensors (expected a state_dict)");
 }
 
+void TorchCheckpointReader::release(const std::string& name) const {
+  auto it = index_.find(name);
+  if (it == index_.end()) return;
+  const StorageRef& s = storages_[refs_[order_[it->second]].storage];
+  const std::string record = "data/" + s.key;
+  if (!stored_.count(record)) return;
+  try {
+    mapped_->release(reader_->getRecordOffset(record), reader_->getRecordSize(record));
+  } catch (const std::exception&) {
+    // Only a memory hint: a record whose header cannot be read was not viewed either.
+  }
+}
+
 at::Tensor TorchCheckpointReader::load(const std::string& name) const {
   auto it = index_.find(name);
   if (it == index_.end()) fail(path_.string(), ": no tensor named '", name, "'");
   const TensorRef& r = refs_[order_[it->second]];
   const StorageRef& s = storages_[r.storage];
-  auto [ptr, nbytes] = with_context(path_.string() + ": tensor '" + name + "'",
-                                    [&] { return reader_->getRecord("data/" + s.key); });
   const std::size_t want = static_cast<std::size_t>(s.numel) * c10::elementSize(s.dtype);  // checked when read
+  const auto opts = at::TensorOptions().dtype(s.dtype).device(at::kCPU);
+  const std::string record = "data/" + s.key;
+  if (want > 0 && stored_.count(record)) {
+    const std::size_t offset = with_context(path_.string() + ": tensor '" + name + "'", [&] {
+      const std::size_t size = reader_->getRecordSize(record);
+      if (size < want)
+        fail("storage ", record, " holds ", size, " bytes, expected ", want);
+      return reader_->getRecordOffset(record);
+    });
+    if (offset <= mapped_->size() && want <= mapped_->size() - offset &&
+        (offset % c10::elementSize(s.dtype)) == 0) {
+      auto keep = mapped_;
+      at::Tensor storage = at::from_blob(mapped_->mutable_data() + offset, {s.numel}, [keep](void*) {}, opts);
+      return storage.as_strided(r.size, r.stride, r.offset);
+    }
+  }
+  auto [ptr, nbytes] = with_context(path_.string() + ": tensor '" + name + "'",
+                                    [&] { return reader_->getRecord(record); });
   if (nbytes < want)
     fail(path_.string(), ": tensor '", name, "': storage data/", s.key, " holds ", nbytes, " bytes, expected ", want);
   auto holder = std::make_shared<at::DataPtr>(std::move(ptr));
-  at::Tensor storage = at::from_blob(holder->get(), {s.numel}, [holder](void*) {},
-                                     at::TensorOptions().dtype(s.dtype).device(at::kCPU));
+  at::Tensor storage = at::from_blob(holder->get(), {s.numel}, [holder](void*) {}, opts);
   return storage.as_strided(r.size, r.stride, r.offset);
 }
 

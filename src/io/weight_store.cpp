@@ -19,6 +19,7 @@ class SafetensorsSource : public WeightSource {
   const std::vector<TensorInfo>& tensors() const override { return r_.tensors(); }
   at::Tensor load(const std::string& name) const override { return r_.load(name); }
   std::string path() const override { return r_.path().string(); }
+  void release(const std::string& name) const override { r_.release(name); }
 
  private:
   SafetensorsReader r_;
@@ -30,6 +31,7 @@ class TorchSource : public WeightSource {
   const std::vector<TensorInfo>& tensors() const override { return r_.tensors(); }
   at::Tensor load(const std::string& name) const override { return r_.load(name); }
   std::string path() const override { return r_.path().string(); }
+  void release(const std::string& name) const override { r_.release(name); }
 
  private:
   TorchCheckpointReader r_;
@@ -43,6 +45,7 @@ class MemorySource : public WeightSource {
   const std::vector<TensorInfo>& tensors() const override { return infos_; }
   at::Tensor load(const std::string& name) const override { return t_.at(name); }
   std::string path() const override { return d_; }
+  bool in_memory() const override { return true; }
 
  private:
   std::map<std::string, at::Tensor> t_;
@@ -157,6 +160,17 @@ at::Tensor WeightStore::load(const std::string& name) const {
   auto it = index_.find(name);
   if (it == index_.end()) fail(description_, ": no tensor named '", name, "'");
   return sources_[it->second.first]->load(name);
+}
+
+void WeightStore::release(const std::string& name) const {
+  auto it = index_.find(name);
+  if (it != index_.end()) sources_[it->second.first]->release(name);
+}
+
+bool WeightStore::in_memory() const {
+  for (const auto& s : sources_)
+    if (s->in_memory()) return true;
+  return false;
 }
 
 std::string WeightStore::source_of(const std::string& name) const {

@@ -382,6 +382,10 @@ class M2SATask {
     eo.images_per_batch = config_.validation.images_per_batch;
     eo.limit = config_.validation.limit;
     eo.log_progress = false;
+    // --skip-bad ("data": {"skip_bad": true}) covers the validation split too: a bad item is left out and counted.
+    data::SkipReport skipped;
+    eo.skip_bad = config_.data.skip_bad;
+    eo.skip_report = &skipped;
     model_->eval();
     eval::SegMeter meter = [&] {
       try {
@@ -392,7 +396,12 @@ class M2SATask {
       }
     }();
     model_->train();
-    return {{"giou", meter.giou()}, {"ciou", meter.ciou()}};
+    std::map<std::string, double> out{{"giou", meter.giou()}, {"ciou", meter.ciou()}};
+    if (skipped.count() > 0) {  // every rank holds the skips of all ranks
+      if (comm.rank() == 0) spdlog::warn("validation: {}", skipped.summary());
+      out["skipped_items"] = static_cast<double>(skipped.count());
+    }
+    return out;
   }
 
   std::vector<PreviewImage> previews() {
@@ -501,10 +510,17 @@ TrainingRunResult run_training(const TrainingRunConfig& config, const TrainingRu
   data::TrainingMix mix = with_context("opening the training data", [&] { return data::TrainingMix(config.data, 0); });
   if (main) spdlog::info("training data:\n{}", mix.describe());
   std::unique_ptr<data::EvalDataset> val;
+  data::SkipReport val_load_skips;
   if (config.validation.enabled()) {
     const fs::path dir = config.validation.dataset_dir.empty() ? config.data.dataset_dir : config.validation.dataset_dir;
     val = with_context("opening the validation split \"" + config.validation.split + "\"",
-                       [&] { return data::make_eval_dataset(config.validation.split, dir); });
+                       [&] {
+                         data::EvalOptions vo;
+                         vo.skip_bad = config.data.skip_bad;
+                         vo.report = &val_load_skips;
+                         return data::make_eval_dataset(config.validation.split, dir, vo);
+                       });
+    if (main && val_load_skips.count() > 0) spdlog::warn("validation split: {}", val_load_skips.summary());
     if (main) spdlog::info("validation: {} ({} images{}), teacher-forced", config.validation.split, val->size(),
                            config.validation.limit > 0 ? ", first " + std::to_string(config.validation.limit) : "");
   }

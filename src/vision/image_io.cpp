@@ -10,6 +10,8 @@
 #include <sstream>
 #include <vector>
 
+#include <spdlog/spdlog.h>
+
 #include "m2sa/core/atomic_file.h"
 #include "m2sa/core/error.h"
 
@@ -43,6 +45,31 @@ std::string leading_bytes_hex(const std::string& b) {
   return out;
 }
 
+// The EXIF orientation (1..8) of a JPEG APP1 segment's payload (starting at "Exif\0\0"), 1 when absent or unreadable:
+// IFD0 tag 0x0112, as OpenCV's ExifReader reads it.
+int exif_orientation(const std::string& b, std::size_t begin, std::size_t end) {
+  if (end > b.size() || end < begin + 14 || b.compare(begin, 6, std::string("Exif\0\0", 6)) != 0) return 1;
+  const std::size_t tiff = begin + 6;
+  const bool little = b.compare(tiff, 2, "II") == 0;
+  if (!little && b.compare(tiff, 2, "MM") != 0) return 1;
+  auto u16 = [&](std::size_t i) { return little ? le16(b, i) : be16(b, i); };
+  auto u32 = [&](std::size_t i) {
+    return little ? (le16(b, i) | (le16(b, i + 2) << 16)) : be32(b, i);
+  };
+  const std::size_t ifd = tiff + u32(tiff + 4);
+  if (ifd < tiff + 8 || ifd + 2 > end) return 1;
+  const std::size_t n = u16(ifd);
+  for (std::size_t k = 0; k < n; ++k) {
+    const std::size_t e = ifd + 2 + 12 * k;
+    if (e + 12 > end) return 1;
+    if (u16(e) == 0x0112) {
+      const uint32_t v = u16(e + 8);
+      return v >= 1 && v <= 8 ? static_cast<int>(v) : 1;
+    }
+  }
+  return 1;
+}
+
 }  // namespace
 
 std::pair<int64_t, int64_t> image_header_size(const std::string& b) {
@@ -55,6 +82,7 @@ std::pair<int64_t, int64_t> image_header_size(const std::string& b) {
   }
   if (is_jpeg(b)) {
     std::size_t i = 2;
+    int orientation = 1;
     while (i + 9 < b.size()) {
       if (static_cast<uint8_t>(b[i]) != 0xFF) return {0, 0};
       uint8_t marker = static_cast<uint8_t>(b[i + 1]);
@@ -63,11 +91,16 @@ std::pair<int64_t, int64_t> image_header_size(const std::string& b) {
         continue;
       }
       const bool sof = (marker >= 0xC0 && marker <= 0xCF) && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
-      if (sof) return {be16(b, i + 7), be16(b, i + 5)};
+      if (sof) {
+        // cv2.imread (IMREAD_COLOR) turns the image by its EXIF orientation; 5..8 swap width and height.
+        if (orientation >= 5) return {be16(b, i + 5), be16(b, i + 7)};
+        return {be16(b, i + 7), be16(b, i + 5)};
+      }
       if (marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7)) {
         i += 2;
         continue;
       }
+      if (marker == 0xE1 && orientation == 1) orientation = exif_orientation(b, i + 4, i + 2 + be16(b, i + 2));
       i += 2 + be16(b, i + 2);
     }
   }
@@ -85,14 +118,21 @@ at::Tensor decode_image_rgb(const std::string& bytes, const std::string& name, c
   // w and h come from the header (up to 2^32 each): compare without forming a product that can overflow.
   if (w > 0 && h > 0 && w > limits.max_pixels / h)
     fail(name, ": image is ", w, "x", h, " pixels, above the limit of ", limits.max_pixels, " pixels");
+  const std::string* data = &bytes;
+  std::string with_eoi;
   if (is_jpeg(bytes)) {
-    // libjpeg "recovers" from a truncated file by filling the rest with gray; refuse it instead.
-    std::size_t end = bytes.find_last_not_of('\0');
+    // cv2.imread reads files through libjpeg's stdio source, which ends a file without an end-of-image marker
+    // with a fake one (a warning; missing scan data becomes gray), so the reference accepts such JPEGs (COCO has
+    // some). cv::imdecode's memory source does not: give it the marker the stdio source would have inserted.
+    const std::size_t end = bytes.find_last_not_of('\0');
     if (end == std::string::npos || end < 1 || static_cast<uint8_t>(bytes[end - 1]) != 0xFF ||
-        static_cast<uint8_t>(bytes[end]) != 0xD9)
-      fail(name, ": truncated JPEG (no end-of-image marker)");
+        static_cast<uint8_t>(bytes[end]) != 0xD9) {
+      spdlog::warn("{}: JPEG without an end-of-image marker (truncated?); decoded as cv2.imread does", name);
+      with_eoi = bytes + std::string("\xFF\xD9", 2);
+      data = &with_eoi;
+    }
   }
-  cv::Mat raw(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data()));
+  cv::Mat raw(1, static_cast<int>(data->size()), CV_8UC1, const_cast<char*>(data->data()));
   cv::Mat bgr;
   try {
     bgr = cv::imdecode(raw, cv::IMREAD_COLOR);

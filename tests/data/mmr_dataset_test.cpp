@@ -1,10 +1,21 @@
 #include "m2sa/data/mmr_dataset.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+#include <algorithm>
+#include <sstream>
 
 #include "data_test_util.h"
 #include "m2sa/data/eval_datasets.h"
+#include "m2sa/data/collate.h"
 #include "m2sa/io/coco_mask.h"
+#include "m2sa/vision/image_io.h"
+#include "models/m2sa/m2sa_test_util.h"
 #include "test_util.h"
 
 namespace m2sa::data {
@@ -140,27 +151,92 @@ TEST(MmrDataset, EvalPromptsAndTheExtraPeriod) {
   EXPECT_EQ(make_eval_dataset("mmr/val", f.root())->size(), 1);
 }
 
-TEST(MmrDataset, SegCountMismatchIsAnErrorOrASkip) {
+// Captures spdlog output while alive.
+class MmrLogCapture {
+ public:
+  MmrLogCapture() : sink_(std::make_shared<spdlog::sinks::ostream_sink_mt>(out_)) {
+    spdlog::default_logger()->sinks().push_back(sink_);
+  }
+  ~MmrLogCapture() {
+    auto& sinks = spdlog::default_logger()->sinks();
+    sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
+  }
+  std::string str() const { return out_.str(); }
+
+ private:
+  std::ostringstream out_;
+  std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink_;
+};
+
+// A question whose {seg} count differs from its mask count: the reference's training dataset draws another sample
+// (the question is left out here), its validation scores it with zip(gt, pred) over the GT count (the eval sample
+// keeps every mask and says how many belong to each question). Both warn, naming the entry; neither is a bad entry.
+TEST(MmrDataset, SegCountMismatchIsLeftOutOfTrainingAndScoredInEvaluation) {
   MmrFixture f;
   f.image("train2017/000000000001.jpg");
   json bad = entry({1, 2, 1});
   bad["text_answers"][1] = "A1: only one {seg}.";
   f.file("MMR_train.json", json::array({entry({1}), bad}));
-  const std::string err = test::error_of([&] { MmrTrainDataset(f.root(), MmrOptions{}, lists()); });
-  EXPECT_NE(err.find("MMR_train.json: entry 1 (train2017/000000000001.jpg): question 1: text_answers[1] has 1 {seg} but "
-                     "answers[1] has 2 masks"),
+  f.file("MMR_val.json", json::array({bad}));
+  const std::string named = "MMR_train.json: entry 1 (train2017/000000000001.jpg): question 1: text_answers[1] has 1 "
+                            "{seg} but answers[1] has 2 masks";
+  {
+    MmrLogCapture log;
+    SkipReport report;
+    MmrTrainDataset ds(f.root(), MmrOptions{}, lists(), &report);
+    EXPECT_EQ(report.count(), 0);
+    EXPECT_NE(log.str().find(named), std::string::npos) << log.str();
+    EXPECT_NE(log.str().find("left out of training"), std::string::npos) << log.str();
+    Rng rng(0);
+    const Sample s = *ds.get(1, rng);
+    EXPECT_EQ(s.conversations.size(), 2u);  // the two good questions
+    EXPECT_EQ(s.masks.size(0), 2);
+    EXPECT_TRUE(s.masks_per_conversation.empty());
+  }
+  MmrLogCapture log;
+  const auto val = make_eval_dataset("val", f.root());
+  EXPECT_NE(log.str().find("MMR_val.json: entry 0 (train2017/000000000001.jpg): question 1: text_answers[1] has 1 "
+                           "{seg} but answers[1] has 2 masks"),
             std::string::npos)
-      << err;
-  SkipReport report;
-  MmrOptions o;
-  o.skip_bad = true;
-  MmrTrainDataset ds(f.root(), o, lists(), &report);
-  EXPECT_EQ(report.count(), 1);
-  EXPECT_NE(report.summary().find("skipped 1 bad entry (MMR_train: 1)"), std::string::npos) << report.summary();
-  // The bad question is dropped; the entry keeps its two good questions.
-  Rng rng(0);
-  Sample s = *ds.get(1, rng);
-  EXPECT_EQ(s.conversations.size(), 2u);
+      << log.str();
+  EXPECT_NE(log.str().find("scored as the reference scores it"), std::string::npos) << log.str();
+  ASSERT_EQ(val->size(), 1);
+  const Sample s = val->get(0);
+  ASSERT_EQ(s.conversations.size(), 3u);
+  EXPECT_EQ(s.masks.size(0), 4);
+  EXPECT_EQ(s.masks_per_conversation, (std::vector<int64_t>{1, 2, 1}));
+  // Masks in GT order: question 1's second mask is the single pixel (row 1, column 1).
+  EXPECT_TRUE(at::equal(s.masks[2], target_mask(1, 1)));
+}
+
+// A COCO-style JPEG stored sideways with EXIF orientation 6 (cv2.imread turns it upright): the MMR masks are at the
+// upright size, the reader's size probe and the decoder agree on it, and collate's size check passes.
+TEST(MmrDataset, ExifRotatedJpegFitsItsMasksAndCollates) {
+  MmrFixture f;
+  // Stored as kW rows x kH columns; orientation 6 (rotate 90 degrees clockwise) shows kH x kW.
+  std::vector<uchar> buf;
+  ASSERT_TRUE(cv::imencode(".jpg", cv::Mat(static_cast<int>(kW), static_cast<int>(kH), CV_8UC3, cv::Scalar(30, 90, 150)),
+                           buf));
+  const std::string plain(buf.begin(), buf.end());
+  // APP1 "Exif", little-endian TIFF, IFD0 with one entry: Orientation (0x0112), SHORT, 1 value = 6.
+  const std::string tiff("II*\0\x08\0\0\0\x01\0\x12\x01\x03\0\x01\0\0\0\x06\0\0\0\0\0\0\0", 26);
+  const std::string payload = std::string("Exif\0\0", 6) + tiff;
+  const std::string app1 = std::string("\xFF\xE1\0", 3) + static_cast<char>(payload.size() + 2) + payload;
+  const fs::path image = f.root() / "refer_seg/images/mscoco/images/val2017/000000000002.jpg";
+  fs::create_directories(image.parent_path());
+  test::write_bytes(image, plain.substr(0, 2) + app1 + plain.substr(2));
+  f.file("MMR_val.json", json::array({entry({2}, "val2017/000000000002.jpg")}));
+  const auto val = make_eval_dataset("val", f.root());
+  const Sample s = val->get(0);
+  EXPECT_EQ(s.height, kH);
+  EXPECT_EQ(s.width, kW);
+  const at::Tensor rgb = read_image_rgb(s.image_path);
+  EXPECT_EQ(rgb.size(0), kH);
+  EXPECT_EQ(rgb.size(1), kW);
+  const Tokenizer tok = Tokenizer::load(test::repo_root() / "configs" / "tokenizer" / "tokenizer.model");
+  const M2SATrainBatch b = collate_samples({s}, tok, CollateConfig::for_model(test::tiny_config(), false));
+  EXPECT_EQ(b.gt_masks.at(0).size(1), kH);
+  EXPECT_EQ(b.gt_masks.at(0).size(2), kW);
 }
 
 TEST(MmrDataset, BadDataNamesFileAndEntry) {

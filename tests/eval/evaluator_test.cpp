@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "m2sa/core/error.h"
+#include "m2sa/core/json_reader.h"
 #include "m2sa/data/collate.h"
 #include "m2sa/data/eval_datasets.h"
 #include "m2sa/data/synth.h"
@@ -426,6 +427,54 @@ TEST(Evaluator, GenerateWithoutSegScoresEveryGtMaskAsZero) {
   EXPECT_EQ(stats.seg_too_few, stats.questions);
   EXPECT_EQ(m.giou(), 0.0);
   EXPECT_EQ(m.ciou(), 0.0);
+}
+
+// An MMR entry whose {seg} count differs from its mask count (issue 16) is evaluated, with a warning, as the
+// reference's validate() scores it: zip(gt, pred) with the GT count as the denominator (a GT mask without a
+// prediction scores 0), which is exactly SegMeter on the forward's masks by hand. Generate mode scores each question
+// against its own masks.
+TEST(Evaluator, SegCountMismatchIsScoredAsTheReference) {
+  World& w = world();
+  test::TempDir dir("m2sa_eval_mismatch");
+  std::filesystem::copy(w.dir.path(), dir.path(), std::filesystem::copy_options::recursive);
+  const std::filesystem::path file = dir.path() / "MMR" / "MMR_val.json";
+  json entries = read_json_file(file);
+  bool edited = false;
+  for (auto& e : entries) {
+    for (auto& t : e.at("text_answers")) {
+      std::string text = t.get<std::string>();
+      const std::size_t last = text.rfind("{seg}");
+      if (edited || last == std::string::npos || text.find("{seg}") == last) continue;
+      t = text.substr(0, last) + "it" + text.substr(last + 5);  // one [SEG] fewer than masks
+      edited = true;
+    }
+  }
+  ASSERT_TRUE(edited) << "no question with two targets in the synthetic val split";
+  write_json_file(file, entries);
+  const auto ds = data::make_eval_dataset("val", dir.path());
+  ASSERT_EQ(ds->size(), w.val->size());
+  const SegMeter hand = score_by_hand(*ds);
+  int mismatched = 0;
+  EvaluateOptions o = quiet(2);
+  o.on_image = [&](const Sample& s, const ImageScore& score) {
+    EXPECT_EQ(score.num_gt, s.masks.size(0));
+    if (s.masks_per_conversation.empty()) return;
+    ++mismatched;
+    EXPECT_EQ(score.num_pred, s.masks.size(0) - 1);
+    EXPECT_EQ(score.count(), SegCount::kTooFew);
+    ASSERT_EQ(static_cast<int64_t>(score.masks.size()), s.masks.size(0));  // every GT mask is in the denominator
+    EXPECT_EQ(score.masks.back().pred_index, -1);
+    EXPECT_EQ(score.masks.back().iou, 0.0);
+  };
+  const SegMeter a = evaluate(w.model, w.tokenizer, *ds, o);
+  EXPECT_EQ(mismatched, 1);
+  expect_same(a, hand, "mismatched entry: evaluate vs by hand");
+  EXPECT_EQ(a.sums()[MetricSums::kCountTooFew], 1.0);
+
+  EvaluateOptions g = quiet(2, EvalMode::kGenerate);
+  g.max_new_tokens = 2;
+  const SegMeter gm = evaluate(w.model, w.tokenizer, *ds, g);
+  EXPECT_EQ(gm.sums()[MetricSums::kMasks], a.sums()[MetricSums::kMasks]);
 }
 
 }  // namespace

@@ -215,6 +215,35 @@ TEST(TrainM2SADist, TwoGlooRanksEqualOneRankWithTheSameGlobalBatch) {
   EXPECT_LT(diff, 1e-5);
 }
 
+// --skip-bad covers the validation split too (issue 16): a val item whose image is missing stops the run without it
+// and is left out (and counted in the validation line of metrics.jsonl) with it.
+TEST(TrainM2SAValidation, SkipBadCoversTheValidationSplit) {
+  test::TempDir tmp("m2sa_train_val_skip");
+  const fs::path data = small_dataset(tmp);
+  const json val = read_json_file(data / "MMR" / "MMR_val.json");
+  ASSERT_EQ(val.size(), 2u);
+  fs::remove(data / "refer_seg" / "images" / "mscoco" / "images" / val[0].at("file_name").get<std::string>());
+  const fs::path file = write_small_config(tmp.path(), data, "run", 1, 1, 0);
+  json c = read_json_file(file);
+  c["validation"] = json{{"split", "val"}, {"previews", 0}};
+  write_json_file(file, c);
+  const auto stopped = test::run_cli({"train", "--config", file.string()}, kThreads);
+  EXPECT_NE(stopped.exit_code, 0) << stopped.output;
+  EXPECT_NE(stopped.output.find(val[0].at("file_name").get<std::string>()), std::string::npos) << stopped.output;
+  const auto skipped = test::run_cli({"train", "--config", file.string(), "--skip-bad"}, kThreads);
+  ASSERT_EQ(skipped.exit_code, 0) << skipped.output;
+  std::ifstream in(tmp / "run" / "metrics.jsonl");
+  std::string line;
+  int validations = 0;
+  while (std::getline(in, line)) {
+    const json j = json::parse(line);
+    if (!j.contains("giou")) continue;
+    ++validations;
+    EXPECT_EQ(j.value("skipped_items", 0.0), 1.0) << line;
+  }
+  EXPECT_EQ(validations, 1);
+}
+
 // Starts `m2sa train` in the background; returns its pid.
 pid_t spawn_cli(const std::vector<std::string>& args, const fs::path& log) {
   const pid_t pid = ::fork();

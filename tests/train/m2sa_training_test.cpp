@@ -38,6 +38,20 @@ TEST(TrainM2SAConfig, ShippedConfigsParse) {
   EXPECT_EQ(seven.model.llama.hidden_size, 4096);
 }
 
+// The reproduction configs ship the reference code's values (MMR train_ds.py: BCE 2.0, DICE 0.5; the paper's text
+// says 0.5 / 2.0) and the first-step lr of its pinned DeepSpeed 0.14.0.
+TEST(TrainM2SAConfig, ReproductionConfigsUseTheReferenceCodesLossWeightsAndSchedule) {
+  for (const char* name : {"m2sa-7b.json", "m2sa-13b.json"}) {
+    SCOPED_TRACE(name);
+    const TrainingRunConfig c = TrainingRunConfig::read(config_dir() / name);
+    EXPECT_EQ(c.loss.ce_loss_weight, 1.0);
+    EXPECT_EQ(c.loss.bce_loss_weight, 2.0);
+    EXPECT_EQ(c.loss.dice_loss_weight, 0.5);
+    EXPECT_EQ(c.train.first_step_lr, "deepspeed-0.14");
+    EXPECT_EQ(c.train.warmup_num_steps, 100);
+  }
+}
+
 void expect_error(const json& j, const std::string& needle) {
   test::TempDir tmp;
   const fs::path f = tmp / "c.json";

@@ -5,6 +5,7 @@
 
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "m2sa/core/error.h"
 #include "m2sa/vision/image_io.h"
@@ -118,14 +119,76 @@ TEST(ImageIo, OnlyJpegAndPngAreDecoded) {
   EXPECT_EQ(decode_image_rgb(encode_png(m), "ok.png").size(0), 4);
 }
 
-TEST(ImageIo, TruncatedJpegIsRefused) {
+// What cv2.imread(path) + BGR->RGB gives for a file: the reference's reading of it.
+at::Tensor cv2_imread_rgb(const std::filesystem::path& path) {
+  const cv::Mat bgr = cv::imread(path.string(), cv::IMREAD_COLOR);
+  EXPECT_FALSE(bgr.empty()) << path;
+  cv::Mat rgb;
+  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+  return at::from_blob(rgb.data, {rgb.rows, rgb.cols, 3}, at::kByte).clone();
+}
+
+// A JPEG without its final FFD9 (COCO has such files) and one cut in the middle: cv2.imread decodes both (libjpeg's
+// stdio source ends the data with a fake end-of-image marker, missing scan data becomes gray), so m2sa does too,
+// to the same pixels.
+TEST(ImageIo, JpegWithoutEndMarkerDecodesAsCv2Imread) {
   test::TempDir dir;
   const std::string jpeg = test::read_bytes(test::fixture("images/retina.jpg"));
   ASSERT_GT(jpeg.size(), 1000u);
+  ASSERT_EQ(jpeg.substr(jpeg.size() - 2), std::string("\xFF\xD9", 2));
+  const at::Tensor whole = decode_image_rgb(jpeg, "retina.jpg");
+  test::write_bytes(dir / "no_eoi.jpg", jpeg.substr(0, jpeg.size() - 2));
+  const at::Tensor no_eoi = read_image_rgb(dir / "no_eoi.jpg");
+  EXPECT_TRUE(at::equal(no_eoi, whole));
+  EXPECT_TRUE(at::equal(no_eoi, cv2_imread_rgb(dir / "no_eoi.jpg")));
   test::write_bytes(dir / "cut.jpg", jpeg.substr(0, jpeg.size() / 2));
-  expect_error([&] { read_image_rgb(dir / "cut.jpg"); }, {"cut.jpg", "truncated"});
-  // The whole file decodes.
-  EXPECT_EQ(decode_image_rgb(jpeg, "retina.jpg").size(2), 3);
+  const at::Tensor cut = read_image_rgb(dir / "cut.jpg");
+  EXPECT_EQ(cut.sizes(), whole.sizes());
+  EXPECT_TRUE(at::equal(cut, cv2_imread_rgb(dir / "cut.jpg")));
+  EXPECT_FALSE(at::equal(cut, whole));
+}
+
+// A JPEG with an EXIF APP1 segment holding only IFD0's Orientation tag (0x0112, SHORT), inserted after SOI.
+std::string with_exif_orientation(const std::string& jpeg, uint16_t orientation, bool big_endian) {
+  std::string tiff = big_endian ? std::string("MM\0*\0\0\0\x08", 8) : std::string("II*\0\x08\0\0\0", 8);
+  auto u16 = [&](uint16_t v) {
+    return big_endian ? std::string{static_cast<char>(v >> 8), static_cast<char>(v & 0xFF)}
+                      : std::string{static_cast<char>(v & 0xFF), static_cast<char>(v >> 8)};
+  };
+  auto u32 = [&](uint32_t v) { return big_endian ? u16(v >> 16) + u16(v & 0xFFFF) : u16(v & 0xFFFF) + u16(v >> 16); };
+  tiff += u16(1) + u16(0x0112) + u16(3) + u32(1) + u16(orientation) + u16(0) + u32(0);
+  const std::string payload = std::string("Exif\0\0", 6) + tiff;
+  const uint16_t len = static_cast<uint16_t>(payload.size() + 2);
+  const std::string app1 = std::string("\xFF\xE1", 2) + static_cast<char>(len >> 8) + static_cast<char>(len & 0xFF) + payload;
+  return jpeg.substr(0, 2) + app1 + jpeg.substr(2);
+}
+
+// cv2.imread (IMREAD_COLOR) turns a JPEG by its EXIF orientation, and the size probe of the data loaders must say the
+// decoded size (collate checks the two agree).
+TEST(ImageIo, ExifOrientationIsAppliedAsCv2ImreadAndTheHeaderProbeAgrees) {
+  test::TempDir dir;
+  cv::Mat m(30, 50, CV_8UC3);
+  cv::randu(m, 0, 255);
+  for (int r = 0; r < 10; ++r)
+    for (int c = 0; c < 10; ++c) m.at<cv::Vec3b>(r, c) = cv::Vec3b(0, 0, 255);  // a red corner to follow
+  std::vector<uchar> buf;
+  ASSERT_TRUE(cv::imencode(".jpg", m, buf));
+  const std::string plain(buf.begin(), buf.end());
+  for (const bool big_endian : {false, true}) {
+    for (uint16_t o = 1; o <= 8; ++o) {
+      SCOPED_TRACE("orientation " + std::to_string(o) + (big_endian ? " MM" : " II"));
+      const std::string jpeg = with_exif_orientation(plain, o, big_endian);
+      const std::string name = "o" + std::to_string(o) + (big_endian ? "m" : "i") + ".jpg";
+      test::write_bytes(dir / name, jpeg);
+      const at::Tensor ours = read_image_rgb(dir / name);
+      const at::Tensor ref = cv2_imread_rgb(dir / name);
+      EXPECT_TRUE(at::equal(ours, ref));
+      const auto [w, h] = image_header_size(jpeg);
+      EXPECT_EQ(h, ours.size(0));
+      EXPECT_EQ(w, ours.size(1));
+      EXPECT_EQ(ours.size(0), o >= 5 ? 50 : 30);
+    }
+  }
 }
 
 // A PNG whose IHDR claims another size (the CRC is left wrong: the size check must come first).

@@ -28,6 +28,9 @@ struct CollateConfig {
   ConvTemplate conv_template = ConvTemplate::kLlavaV1;
   bool use_mm_start_end = true;
   bool truncate = true;  // training (inference=False); false for evaluation
+  // Training: one GT mask per [SEG] (the loss pairs them). Evaluation scores a sample whose counts differ as the
+  // reference does (zip, GT count as the denominator), so the check is off there.
+  bool require_mask_per_seg = true;
   int64_t model_max_length = 2048;
   int64_t num_image_tokens = 256;
   int64_t seg_token_id = 32000;

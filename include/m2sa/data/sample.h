@@ -25,6 +25,9 @@ struct Sample {
   at::Tensor masks;                   // uint8 [N, H, W], values {0, 1}, N = total number of [SEG]
   at::Tensor ignore;                  // optional uint8 [H, W], 1 where the label is 255 (ignored); undefined if none
   std::vector<Target> targets;        // N entries, aligned with masks
+  // Evaluation samples whose answers' [SEG] count differs from their mask count (an MMR entry scored as the
+  // reference scores it): the masks of each conversation. Empty: each conversation has one mask per [SEG].
+  std::vector<int64_t> masks_per_conversation;
   int64_t height = 0, width = 0;      // original image size
 };
 

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <string>
 
+#include "m2sa/core/json_reader.h"
 #include "m2sa/models/m2sa/m2sa_model.h"
 #include "m2sa/text/tokenizer.h"
 
@@ -25,6 +26,9 @@ struct ExportOptions {
   std::string vision_tower_name = "openai/clip-vit-large-patch14";  // config.json's vision_tower / mm_vision_tower
   bool overwrite = false;  // replace an existing model directory (one holding config.json)
 };
+
+// preprocessor_config.json of an HF CLIP folder: transformers' CLIPImageProcessor for the openai towers.
+json clip_preprocessor_config(const clip::ClipVisionConfig& config);
 
 // Writes `model` (+ tokenizer) to `dir`. Refuses a tokenizer that does not fit the model and an existing
 // non-empty `dir` unless overwrite is set and it is a model directory.

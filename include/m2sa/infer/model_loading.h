@@ -43,8 +43,10 @@ struct LoadModelOptions {
   bool eval = true;                              // eval() mode (no LoRA dropout)
   std::optional<nn::AttentionMode> attention;    // overrides the config's m2sa.attention (`--attention`)
   // With eval: freeze every weight and compute LLaMA's q/k/v and gate/up as one matmul each (the inference fast
-  // path; checkpoint names and export unchanged, nn/fused_linears.h).
-  bool fuse_projections = true;
+  // path; checkpoint names and export unchanged, nn/fused_linears.h). Default: on a GPU only. On the CPU the
+  // weights stay views of the mapped checkpoint files (shared page cache, docs/FULL_SIZE.md), which fusing would
+  // copy into private memory (8.8 GB at 7B).
+  std::optional<bool> fuse_projections;
 };
 
 struct LoadedModel {

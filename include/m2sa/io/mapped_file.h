@@ -18,6 +18,10 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   uint8_t* mutable_data() const { return data_; }
   std::size_t size() const { return size_; }
+  // Drops the resident pages that lie wholly inside [offset, offset + n) from this process (madvise DONTNEED; they
+  // stay in the page cache). Only for ranges that no live tensor views and that were never written: a read-only
+  // page comes back from the file at the next access, a written (copied) one would be lost.
+  void release(std::size_t offset, std::size_t n) const;
   const std::filesystem::path& path() const { return path_; }
 
  private:

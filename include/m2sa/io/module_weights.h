@@ -21,6 +21,11 @@ struct LoadOptions {
   std::vector<std::string> allow_missing;
   // Strict: missing (not allowed) or unexpected keys are errors. Shape mismatches are always errors.
   bool strict = true;
+  // A stored tensor that already has the target's dtype, shape and (CPU) device and is contiguous becomes the
+  // target's storage instead of being copied: for a file store it views the file's copy-on-write mapping, so the
+  // pages are shared with the page cache (and with other processes loading the same file) and only written pages
+  // are ever copied. Never for an in-memory store (WeightStore::from_tensors): its tensors are copied.
+  bool alias_stored = false;
 };
 
 struct LoadReport {

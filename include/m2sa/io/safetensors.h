@@ -5,6 +5,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -30,6 +31,8 @@ class SafetensorsReader {
   // CPU tensor viewing the mapping (copy-on-write); copied when the data is not aligned for its dtype.
   at::Tensor load(const std::string& name) const;
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  // After a tensor was copied (not viewed): its pages leave this process's memory (MappedFile::release).
+  void release(const std::string& name) const;
   const std::filesystem::path& path() const { return file_->path(); }
 
  private:
@@ -48,5 +51,13 @@ using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 // Writes tensors (any device; made contiguous on CPU) atomically: temp file + fsync + rename.
 void write_safetensors(const std::filesystem::path& path, const NamedTensors& tensors,
                        const std::map<std::string, std::string>& metadata = {});
+
+// Streaming variant for files larger than memory: the header is written from `infos` (names, dtypes, shapes, in
+// file order), then `make(info)` is called once per tensor, in order, and its bytes written before the next call,
+// so only one tensor is in memory at a time. Each returned tensor must have exactly the info's dtype and shape
+// (an error names the tensor otherwise). Atomic like write_safetensors.
+using MakeTensor = std::function<at::Tensor(const TensorInfo&)>;
+void write_safetensors_streamed(const std::filesystem::path& path, const std::vector<TensorInfo>& infos,
+                                const MakeTensor& make, const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace m2sa

@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "m2sa/io/tensor_info.h"
@@ -23,6 +24,8 @@ class PyTorchStreamReader;
 
 namespace m2sa {
 
+class MappedFile;
+
 class TorchCheckpointReader {
  public:
   explicit TorchCheckpointReader(const std::filesystem::path& path);
@@ -32,7 +35,11 @@ class TorchCheckpointReader {
   const std::vector<TensorInfo>& tensors() const { return infos_; }
   bool contains(const std::string& name) const { return index_.count(name) > 0; }
   at::Tensor load(const std::string& name) const;
+  // After a tensor was copied (not viewed): its storage's mapped pages leave this process's memory.
+  void release(const std::string& name) const;
   const std::filesystem::path& path() const { return path_; }
+  // Tensors of records stored uncompressed (all of torch.save's) view a copy-on-write mapping of the file (like
+  // SafetensorsReader); others are read into memory.
 
   struct StorageRef {
     std::string key;
@@ -48,6 +55,8 @@ class TorchCheckpointReader {
  private:
   std::filesystem::path path_;
   std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader_;
+  std::shared_ptr<MappedFile> mapped_;
+  std::unordered_set<std::string> stored_;  // records ("data/0") stored uncompressed
   std::vector<StorageRef> storages_;
   std::vector<TensorRef> refs_;
   std::vector<TensorInfo> infos_;

@@ -22,6 +22,8 @@ class WeightSource {
   virtual const std::vector<TensorInfo>& tensors() const = 0;
   virtual at::Tensor load(const std::string& name) const = 0;
   virtual std::string path() const = 0;
+  virtual bool in_memory() const { return false; }  // from_tensors: live tensors others may write
+  virtual void release(const std::string& /*name*/) const {}  // the tensor was copied: drop its mapped pages
 };
 
 // Opens a single file by its format (safetensors magic-less header or zip "PK").
@@ -41,10 +43,15 @@ class WeightStore {
   bool contains(const std::string& name) const { return index_.count(name) > 0; }
   const TensorInfo& info(const std::string& name) const;
   at::Tensor load(const std::string& name) const;
+  // Call after copying a loaded tensor (and dropping every view of it): its mapped pages leave this process's
+  // resident memory, so that a large checkpoint converted tensor by tensor never sits whole in RSS.
+  void release(const std::string& name) const;
   // Where a tensor lives (file path), for messages.
   std::string source_of(const std::string& name) const;
   const std::string& description() const { return description_; }
   bool empty() const { return infos_.empty(); }
+  // Made by from_tensors (its tensors are the caller's, not a file's).
+  bool in_memory() const;
 
  private:
   void add_source(std::shared_ptr<WeightSource> src, const std::vector<std::string>* only = nullptr);

@@ -49,8 +49,9 @@ MaskLossResult mask_losses(const at::Tensor& pred_masks, const at::Tensor& gt_ma
 // attached to the graph, zero gradient), since a batch of pure prompts is not an error.
 at::Tensor lm_cross_entropy(const at::Tensor& logits, const at::Tensor& labels, int64_t ignore_index = -100);
 
-// Loss weights. Defaults: the paper's values (M2SA Eq. 1: CE 1.0, BCE 0.5, DICE 2.0), as the Decisions table
-// ships them; the reference code uses bce 2.0 / dice 0.5 (MMR:train_ds.py:84-86), one config change away.
+// Loss weights. Struct defaults: the paper's values (M2SA Eq. 1: CE 1.0, BCE 0.5, DICE 2.0). The reference code
+// trains with bce 2.0 / dice 0.5 (MMR:train_ds.py:84-86, not overridden by its README command), and the released
+// models come from the code, so configs/train/m2sa-{7b,13b}.json set those.
 struct LossWeights {
   double ce_loss_weight = 1.0;
   double bce_loss_weight = 0.5;

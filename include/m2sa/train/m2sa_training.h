@@ -24,7 +24,7 @@
 //     "gradient_checkpointing": true,    // recompute LLM decoder layers in backward
 //     "data": {...DataConfig...},        // data/data_config.h; its seed defaults to the run seed
 //     "train": {...TrainerConfig...},    // train/trainer.h
-//     "loss": {"ce_loss_weight": 1.0, "bce_loss_weight": 0.5, "dice_loss_weight": 2.0},
+//     "loss": {"ce_loss_weight": 1.0, "bce_loss_weight": 2.0, "dice_loss_weight": 0.5},
 //     "validation": {"split": "val", "dataset_dir": null, "limit": -1, "images_per_batch": 4, "every_steps": 0},
 //     "run_dir": "runs/<config name>",
 //     "export": "best",                  // at the end, rank 0 writes <run_dir>/model (merged HF layout, m2sa export)

@@ -53,7 +53,9 @@ int64_t check_vocab_rows(const at::Tensor& param, const WeightStore& store, cons
 void load_vocab_rows(at::Tensor& param, const WeightStore& store, const std::string& name, int64_t n) {
   at::NoGradGuard no_grad;
   param.slice(0, 0, n).copy_(store.load(name));
-  if (n < param.size(0)) param.slice(0, n).normal_(0.0, 0.02);
+  store.release(name);
+  if (n < param.size(0))
+    param.slice(0, n).copy_(at::empty({param.size(0) - n, param.size(1)}, at::kFloat).normal_(0.0, 0.02));
 }
 
 }  // namespace
@@ -62,6 +64,7 @@ LoadReport load_merged_weights(M2SAForCausalLMImpl& model, const WeightStore& st
   LoadOptions o;
   o.rules = key_rules::hf_m2sa();
   o.expect_prefixes = non_clip_prefixes();
+  o.alias_stored = true;
   return with_context("loading the M2SA weights from " + store.description(),
                       [&] { return load_weights(model, store, o); });
 }
@@ -70,6 +73,7 @@ LoadReport load_clip_weights(M2SAForCausalLMImpl& model, const WeightStore& stor
   LoadOptions o;
   o.rules = key_rules::clip_vision(/*into_m2sa=*/true);
   o.expect_prefixes = {key_rules::kClip};
+  o.alias_stored = true;
   return with_context("loading the CLIP vision tower from " + store.description(),
                       [&] { return load_weights(model, store, o); });
 }
@@ -86,6 +90,7 @@ LoadReport load_peft_weights(M2SAForCausalLMImpl& model, const WeightStore& stor
     }
     LoadOptions o;
     o.rules = key_rules::peft_m2sa();
+    o.alias_stored = true;
     if (!includes_vision_tower) {
       o.rules.ignore.push_back(key_rules::kClip);
       o.expect_prefixes = non_clip_prefixes();
@@ -102,15 +107,18 @@ TrainingStartReport load_training_start(M2SAForCausalLMImpl& model, const Weight
   sam_o.rules = key_rules::sam_into_m2sa();
   sam_o.expect_prefixes = {key_rules::kSam};
   sam_o.allow_missing = {std::string(key_rules::kSam) + "mask_decoder.compress_vit."};
+  sam_o.alias_stored = true;
   LoadOptions llava_o;
   llava_o.rules = key_rules::hf_m2sa();
   llava_o.rules.name = "LLaVA checkpoint";
   llava_o.rules.ignore.push_back("model.embed_tokens.");  // resized below
   llava_o.rules.ignore.push_back("lm_head.");
   llava_o.expect_prefixes = {"model.layers.", "model.norm.", "model.mm_projector."};
+  llava_o.alias_stored = true;
   LoadOptions clip_o;
   clip_o.rules = key_rules::clip_vision(/*into_m2sa=*/true);
   clip_o.expect_prefixes = {key_rules::kClip};
+  clip_o.alias_stored = true;
 
   // Check all three checkpoints before changing anything.
   at::Tensor& embed = model.llm->model->embed_tokens->weight;
@@ -143,6 +151,37 @@ TrainingStartReport load_training_start(M2SAForCausalLMImpl& model, const Weight
   r.vocab_rows_loaded = rows;
   r.vocab_rows_added = model.config().vocab_size() - rows;
   return r;
+}
+
+std::vector<std::string> init_parts_not_in_start_checkpoints(M2SAForCausalLMImpl& model) {
+  at::NoGradGuard no_grad;
+  const M2SAConfig& c = model.config();
+  std::vector<std::string> done;
+  auto copy_into = [&](const torch::nn::Module& fresh, const torch::nn::Module& target, const std::string& prefix,
+                       const std::string& only) {
+    std::map<std::string, at::Tensor> src;
+    for (auto& [name, t] : module_state(fresh)) src[name] = t;
+    for (auto& [name, t] : module_state(target)) {
+      if (name.compare(0, only.size(), only) != 0) continue;
+      auto it = src.find(name);
+      M2SA_CHECK(it != src.end() && it->second.sizes() == t.sizes(), "initialising '", prefix, name,
+                 "': the freshly built module has no tensor of that name and shape");
+      M2SA_CHECK(!t.is_meta(), "initialising '", prefix, name, "': the model is shape-only (allocate it first)");
+      at::Tensor target_t = t;
+      target_t.copy_(it->second);
+      done.push_back(prefix + name);
+    }
+  };
+  {
+    TextHiddenFcs fresh(c.hidden_size(), c.m2sa.out_dim);
+    copy_into(*fresh, *model.text_hidden_fcs, "model.text_hidden_fcs.", "");
+  }
+  if (c.sam.mask_decoder.compress_vit) {
+    sam::MaskDecoder fresh(c.sam.mask_decoder, c.sam.prompt_embed_dim(), c.sam.image_encoder.embed_dim);
+    copy_into(*fresh, *model.visual_model->mask_decoder, std::string(key_rules::kSam) + "mask_decoder.",
+              "compress_vit.");
+  }
+  return done;
 }
 
 LoadReport load_trainable_weights(M2SAForCausalLMImpl& model, const WeightStore& store) {

@@ -1,5 +1,7 @@
 #include "m2sa/models/m2sa/m2sa_config.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 
 #include "m2sa/core/error.h"
@@ -109,7 +111,13 @@ M2SAConfig M2SAConfig::from_hf_config(const json& config, const std::string& sou
   clip.select_feature = "patch";
   c.clip = clip;
   c.m2sa.out_dim = r.get_or<int64_t>("out_dim", 256);
-  c.m2sa.use_mm_start_end = r.get_or<bool>("mm_use_im_start_end", true);
+  // The reference chat script wraps the image in <im_start>/<im_end> whatever config.json says (LISA / MMR chat.py
+  // set use_mm_start_end = True); a folder that says otherwise is followed by nobody, so warn and wrap.
+  if (!r.get_or<bool>("mm_use_im_start_end", true))
+    spdlog::warn("{}: mm_use_im_start_end is false, but the reference chat script always wraps the image in "
+                 "<im_start>/<im_end>; following the reference (use_mm_start_end = true)",
+                 r.location("mm_use_im_start_end"));
+  c.m2sa.use_mm_start_end = true;
   // model_max_length is a tokenizer setting (the reference passes 2048); it cannot exceed the LLM's positions.
   c.m2sa.model_max_length = std::min<int64_t>(c.m2sa.model_max_length, c.llama.max_position_embeddings);
   c.validate(source);

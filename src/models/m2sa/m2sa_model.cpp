@@ -35,6 +35,10 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 
 }  // namespace
 
+int64_t reference_max_new_tokens(const M2SAConfig& config) {
+  return config.sam.mask_decoder.compress_vit ? kM2SAMaxNewTokens : kLisaMaxNewTokens;
+}
+
 // ---- parts ----
 
 TextHiddenFcsImpl::TextHiddenFcsImpl(int64_t hidden_size, int64_t out_dim) {

@@ -121,8 +121,10 @@ TEST(M2SACheckpoint, ExportReloadsWithIdenticalOutputs) {
   EXPECT_EQ(loaded.tokenizer.seg_token_id(), 32000);
   EXPECT_EQ(loaded.log.size(), 2u);
   expect_same_outputs(run(loaded.model), ref, 0.0, "reloaded export");
-  // The default (inference) load fuses every layer's projections and says so.
-  const infer::LoadedModel fused = infer::load_model(src);
+  // A fused load (the default on a GPU) fuses every layer's projections and says so.
+  infer::LoadModelOptions fuse;
+  fuse.fuse_projections = true;
+  const infer::LoadedModel fused = infer::load_model(src, fuse);
   ASSERT_EQ(fused.log.size(), 3u);
   EXPECT_NE(fused.log.back().find("fused projections: 8 of 8"), std::string::npos) << fused.log.back();
   expect_same_outputs(run(fused.model), ref, 1e-5, "reloaded export, fused projections");

@@ -1,7 +1,12 @@
 // The M2SA model config: the shipped configs, the presets, strictness and cross-section checks.
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <sstream>
 
 #include "m2sa/models/m2sa/m2sa_config.h"
+#include "m2sa/models/m2sa/m2sa_model.h"
 #include "test_util.h"
 
 namespace m2sa {
@@ -99,6 +104,39 @@ TEST(M2SAConfig, FromHfConfig) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("mm_hidden_size"), std::string::npos) << e.what();
   }
+}
+
+// The reference chat script always wraps the image in <im_start>/<im_end>: a config.json saying otherwise is
+// followed by nobody, so the loader warns (naming the file and field) and wraps.
+TEST(M2SAConfig, FromHfConfigWarnsAndWrapsWhenMmUseImStartEndIsFalse) {
+  const json hf = {{"hidden_size", 4096}, {"intermediate_size", 11008}, {"num_hidden_layers", 32},
+                   {"num_attention_heads", 32}, {"rms_norm_eps", 1e-6}, {"max_position_embeddings", 2048},
+                   {"vocab_size", 32003}, {"mm_use_im_start_end", false}, {"mm_hidden_size", 1024}};
+  std::ostringstream log;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log);
+  auto logger = spdlog::default_logger();
+  logger->sinks().push_back(sink);
+  const M2SAConfig c = M2SAConfig::from_hf_config(hf, "folder/config.json", clip::ClipVisionConfig::vit_l14_224());
+  logger->sinks().pop_back();
+  EXPECT_TRUE(c.m2sa.use_mm_start_end);
+  EXPECT_NE(log.str().find("folder/config.json"), std::string::npos) << log.str();
+  EXPECT_NE(log.str().find("mm_use_im_start_end is false"), std::string::npos) << log.str();
+  json yes = hf;
+  yes["mm_use_im_start_end"] = true;
+  std::ostringstream quiet;
+  auto sink2 = std::make_shared<spdlog::sinks::ostream_sink_mt>(quiet);
+  logger->sinks().push_back(sink2);
+  EXPECT_TRUE(M2SAConfig::from_hf_config(yes, "config.json", clip::ClipVisionConfig::vit_l14_224()).m2sa.use_mm_start_end);
+  logger->sinks().pop_back();
+  EXPECT_EQ(quiet.str().find("mm_use_im_start_end"), std::string::npos) << quiet.str();
+}
+
+// M2SA's evaluate / chat.py generate up to 2048 tokens, LISA's chat.py 512; LISA weights have no compress_vit.
+TEST(M2SAConfig, ReferenceMaxNewTokensFollowsTheLayout) {
+  M2SAConfig c = M2SAConfig::m2sa_7b();
+  EXPECT_EQ(m2sa_model::reference_max_new_tokens(c), 2048);
+  c.sam = sam::SamConfig::vit_h();  // what load_model builds for a checkpoint without compress_vit
+  EXPECT_EQ(m2sa_model::reference_max_new_tokens(c), 512);
 }
 
 }  // namespace

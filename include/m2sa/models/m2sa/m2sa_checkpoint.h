@@ -52,6 +52,12 @@ struct TrainingStartReport {
 TrainingStartReport load_training_start(M2SAForCausalLMImpl& model, const WeightStore& sam, const WeightStore& llava,
                                         const WeightStore& clip);
 
+// What no start checkpoint holds: text_hidden_fcs and (M2SA) mask_decoder.compress_vit, drawn as the model's own
+// constructors draw them (fp32, the global generator) and copied into the model's tensors in their dtype. With
+// allocate_shape_only + load_training_start this builds the training start in the target dtype directly (no fp32 copy
+// of the 7B model). Returns the state names initialised.
+std::vector<std::string> init_parts_not_in_start_checkpoints(M2SAForCausalLMImpl& model);
+
 // Trained weights over a built model (the trainer's trainable.safetensors, state names, LoRA keys included):
 // every tensor of the file must be a model tensor of the same shape; the others keep their values.
 LoadReport load_trainable_weights(M2SAForCausalLMImpl& model, const WeightStore& store);

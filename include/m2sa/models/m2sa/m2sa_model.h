@@ -128,6 +128,12 @@ struct GenerationOptions {
 using llama::FinishReason;  // eos, max_new_tokens, context_full (llama/greedy_decode.h)
 using llama::finish_reason_name;
 
+// The reference's answer length for these weights: M2SA's evaluate / chat.py generate up to 2048 new tokens, LISA's
+// chat.py 512. A model without M2SA's compress_vit (the LISA layout) gets 512, every other 2048.
+inline constexpr int64_t kM2SAMaxNewTokens = 2048;
+inline constexpr int64_t kLisaMaxNewTokens = 512;
+int64_t reference_max_new_tokens(const M2SAConfig& config);
+
 struct GenerationResult {
   std::vector<int64_t> output_ids;   // generated tokens only (the EOS included when reached)
   FinishReason finish_reason = FinishReason::kEos;
