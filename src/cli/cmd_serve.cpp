@@ -33,6 +33,7 @@ struct ServeArgs {
 };
 
 int run_serve(ServeArgs a) {
+  a.model.check_paths_exist();
   const c10::ScalarType dtype = parse_precision(a.precision);
   const c10::Device device = infer::parse_device(a.device);
   infer::check_precision(dtype, device);

@@ -3,9 +3,12 @@
 // and `m2sa export` so they read the same everywhere.
 #include <CLI/CLI.hpp>
 
+#include <filesystem>
 #include <optional>
 #include <string>
+#include <utility>
 
+#include "m2sa/core/error.h"
 #include "m2sa/infer/model_loading.h"
 #include "m2sa/nn/attention.h"
 
@@ -31,6 +34,15 @@ struct ModelSourceArgs {
     s.trainable = trainable;
     s.tokenizer = tokenizer;
     return s;
+  }
+  // Fails naming the first given path that does not exist (before any slower check, such as the device's).
+  void check_paths_exist() const {
+    const std::pair<const char*, const std::string*> paths[] = {{"--model", &model},     {"--peft", &peft},
+                                                                {"--sam", &sam},         {"--llava", &llava},
+                                                                {"--clip", &clip},       {"--trainable", &trainable},
+                                                                {"--tokenizer", &tokenizer}};
+    for (const auto& [flag, path] : paths)
+      M2SA_CHECK(path->empty() || std::filesystem::exists(*path), flag, " ", *path, " does not exist");
   }
 };
 
