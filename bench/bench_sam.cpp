@@ -1,17 +1,27 @@
-// SAM throughput: the image encoder (images/s) and the mask decoder per prompt (prompts/s), for a ViT-B-sized
-// model with random weights (PyTorch default init), in fp32 and bf16, on the CPU and on CUDA when this LibTorch
-// has it. The decoder is timed as stock SAM and with M2SA's fusion (compress_vit on the early-block features).
+// SAM throughput: the image encoder (ms/image and achieved TFLOP/s at each --batch, beside the matmul peak
+// measured in the same run, the physical limit) and the mask decoder per prompt (prompts/s), for a SAM model with
+// random weights (PyTorch default init), in fp32 and bf16, on the CPU and on CUDA when this LibTorch has it. The
+// decoder is timed as stock SAM, with M2SA's fusion (compress_vit on the early-block features) in every call, and
+// with the fusion computed once per image (what M2SAForCausalLM does: SamFeatures::image).
 //
-//   build/bench/bench_sam [--iters N] [--prompts N] [--img-size S] [--config vit_b|vit_l|vit_h|FILE.json]
-//                         [--dtypes fp32,bf16] [--devices cpu,cuda]
+//   build/bench/bench_sam [--iters N] [--warmup 1] [--batch 1,8] [--prompts N] [--img-size S]
+//                         [--config vit_b|vit_l|vit_h|FILE.json] [--dtypes fp32,bf16] [--devices cpu,cuda]
+//                         [--no-decoder]
 //
-// Timing: plain std::chrono wall clock, one warm-up call, then the mean of N calls; each call ends with a
-// device-to-host copy of a scalar so CUDA work is finished.
+// Timing: plain std::chrono wall clock, one warm-up call (--warmup for the encoder), then the mean of N calls;
+// each call ends with a device-to-host copy of a scalar so CUDA work is finished. FLOPs are counted from the
+// config (2 per multiply-add of every matmul and convolution: patch embedding, qkv, attention scores and values,
+// the decomposed relative position terms, projection, MLP, neck); elementwise work is not counted. The matmul peak
+// is the best of a few square at::mm calls (4096 on CUDA, 2048 on the CPU) in the same dtype on the same device.
+// The process runtime (threads, malloc tunables) is the CLI's: reexec_with_malloc_tunables + init_runtime, as
+// src/cli/main.cpp.
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 #include <ATen/core/grad_mode.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -30,6 +40,9 @@ using Clock = std::chrono::steady_clock;
 
 struct Options {
   int iters = 2;
+  int warmup = 1;  // encoder calls before timing (0 on a slow CPU: a batch-8 ViT call can take minutes)
+  std::vector<int64_t> batches{1, 8};
+  bool decoder = true;
   std::vector<int64_t> prompts{1, 8};
   int64_t img_size = 0;  // 0: the config's
   std::string config = "vit_b";
@@ -54,6 +67,11 @@ Options parse(int argc, char** argv) {
       return argv[++i];
     };
     if (a == "--iters") o.iters = std::max(1, std::atoi(value().c_str()));
+    else if (a == "--warmup") o.warmup = std::max(0, std::atoi(value().c_str()));
+    else if (a == "--batch") {
+      o.batches.clear();
+      for (const auto& b : split(value())) o.batches.push_back(std::max<int64_t>(1, std::atoll(b.c_str())));
+    } else if (a == "--no-decoder") o.decoder = false;
     else if (a == "--prompts") {
       o.prompts.clear();
       for (const auto& p : split(value())) o.prompts.push_back(std::max<int64_t>(1, std::atoll(p.c_str())));
@@ -62,8 +80,8 @@ Options parse(int argc, char** argv) {
     else if (a == "--dtypes") o.dtypes = split(value());
     else if (a == "--devices") o.devices = split(value());
     else if (a == "--help" || a == "-h") {
-      std::printf("usage: bench_sam [--iters N] [--prompts 1,8] [--img-size S] [--config vit_b|vit_l|vit_h|FILE.json] "
-                  "[--dtypes fp32,bf16] [--devices cpu,cuda]\n");
+      std::printf("usage: bench_sam [--iters N] [--warmup N] [--batch 1,8] [--prompts 1,8] [--img-size S] "
+                  "[--config vit_b|vit_l|vit_h|FILE.json] [--dtypes fp32,bf16] [--devices cpu,cuda] [--no-decoder]\n");
       std::exit(0);
     } else {
       m2sa::fail("bench_sam: unknown argument '", a, "' (see --help)");
@@ -86,12 +104,50 @@ m2sa::sam::SamConfig base_config(const Options& o) {
   return c;
 }
 
-// Mean seconds per call over `iters` calls after one warm-up call.
-double time_it(int iters, const std::function<at::Tensor()>& fn) {
-  fn().sum().item<float>();
+// Mean seconds per call over `iters` calls after `warmup` warm-up calls.
+double time_it(int iters, const std::function<at::Tensor()>& fn, int warmup = 1) {
+  for (int i = 0; i < warmup; ++i) fn().sum().item<float>();
   const auto start = Clock::now();
   for (int i = 0; i < iters; ++i) fn().sum().item<float>();
   return std::chrono::duration<double>(Clock::now() - start).count() / iters;
+}
+
+// Multiply-add FLOPs (x2) of one image through the encoder: matmuls and convolutions only.
+double encoder_flops(const m2sa::sam::SamConfig& config) {
+  const auto& e = config.image_encoder;
+  const double g = static_cast<double>(e.grid_size()), E = static_cast<double>(e.embed_dim);
+  const double heads = static_cast<double>(e.num_heads), D = E / heads, mlp = static_cast<double>(e.mlp_dim());
+  const double C = static_cast<double>(e.out_chans), p = static_cast<double>(e.patch_size);
+  double f = 2 * g * g * E * 3 * p * p;  // patch embedding
+  for (int64_t i = 0; i < e.depth; ++i) {
+    const int64_t ws = e.block_window(i);
+    // Windowed blocks attend inside ws x ws windows over the grid padded to a multiple of ws (padding included).
+    const double side = ws > 0 ? static_cast<double>(ws) : g;
+    const double windows = ws > 0 ? std::pow(std::ceil(g / static_cast<double>(ws)), 2) : 1.0;
+    const double t = side * side;                  // tokens per attention
+    const double tokens = windows * t;             // tokens attended (with padding)
+    f += 2 * g * g * E * (3 * E + E + 2 * mlp);    // qkv, proj, lin1 + lin2
+    f += windows * heads * 2 * (2 * t * t * D);    // q k^T and attn v
+    if (e.use_rel_pos) f += heads * tokens * 2 * (2 * side * D);  // einsums with Rh, Rw
+  }
+  f += 2 * g * g * (E * C + 9 * C * C);  // neck: 1x1 and 3x3 convs
+  return f;
+}
+
+// The best TFLOP/s of square at::mm calls: the matmul peak this device and dtype reach in this process.
+double matmul_peak_tflops(const at::Device& device, c10::ScalarType dtype) {
+  const int64_t n = device.is_cuda() ? 4096 : 2048;
+  const auto opts = at::TensorOptions().device(device).dtype(dtype);
+  const at::Tensor a = at::randn({n, n}, opts), b = at::randn({n, n}, opts);
+  double best = 1e30;
+  const int reps = device.is_cuda() ? 20 : 3;
+  at::mm(a, b).sum().item<float>();  // warm-up
+  for (int r = 0; r < reps; ++r) {
+    const auto start = Clock::now();
+    at::mm(a, b).sum().item<float>();
+    best = std::min(best, std::chrono::duration<double>(Clock::now() - start).count());
+  }
+  return 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n) / best / 1e12;
 }
 
 void run(const Options& o, const m2sa::sam::SamConfig& config, const std::string& device_name, c10::ScalarType dtype) {
@@ -103,21 +159,36 @@ void run(const Options& o, const m2sa::sam::SamConfig& config, const std::string
   const auto& e = config.image_encoder;
   const int64_t S = e.img_size, g = config.image_embedding_size(), C = config.prompt_embed_dim();
   const auto opts = at::TensorOptions().device(device).dtype(dtype);
-  const at::Tensor image = at::randn({1, 3, S, S}, opts);
   const std::string tag = device_name + " " + m2sa::precision_name(dtype);
 
-  EncoderOutput enc;
-  const double t_enc = time_it(o.iters, [&] {
-    enc = model->image_encoder->forward(image);
-    return enc.neck;
-  });
-  std::printf("%-10s encoder  %dx%d, %ld blocks: %8.3f s/image  %8.3f images/s\n", tag.c_str(), static_cast<int>(S),
-              static_cast<int>(S), static_cast<long>(e.depth), t_enc, 1.0 / t_enc);
+  const double peak = matmul_peak_tflops(device, dtype);
+  const double flops = encoder_flops(config);
+  std::printf("%-10s encoder %dx%d, %ld blocks, %.1f GFLOP/image; matmul peak %.2f TFLOP/s\n", tag.c_str(),
+              static_cast<int>(S), static_cast<int>(S), static_cast<long>(e.depth), flops / 1e9, peak);
+  std::printf("%-10s %6s %11s %9s %12s %10s\n", "", "batch", "ms/image", "TFLOP/s", "peak TFLOP/s", "% of peak");
   std::fflush(stdout);
+  EncoderOutput enc;
+  for (const int64_t batch : o.batches) {
+    const at::Tensor images = at::randn({batch, 3, S, S}, opts);
+    const double t = time_it(
+        o.iters,
+        [&] {
+          enc = model->image_encoder->forward(images);
+          return enc.neck;
+        },
+        o.warmup);
+    const double per_image = t / static_cast<double>(batch);
+    const double achieved = flops / per_image / 1e12;
+    std::printf("%-10s %6ld %11.1f %9.3f %12.2f %9.1f%%\n", tag.c_str(), static_cast<long>(batch), 1000 * per_image,
+                achieved, peak, 100 * achieved / peak);
+    std::fflush(stdout);
+  }
+  if (!o.decoder) return;
 
-  const at::Tensor neck = enc.neck;                                       // [1, C, g, g]
-  const at::Tensor early = enc.early.permute({0, 3, 1, 2}).contiguous();  // [1, E, g, g]
+  const at::Tensor neck = enc.neck.slice(0, 0, 1);                                       // [1, C, g, g]
+  const at::Tensor early = enc.early.slice(0, 0, 1).permute({0, 3, 1, 2}).contiguous();  // [1, E, g, g]
   const at::Tensor pe = model->prompt_encoder->get_dense_pe();
+  const at::Tensor fused = model->mask_decoder->fuse(neck, early);  // once per image, as M2SA keeps it
   // Stock SAM's decoder: a second model built without compress_vit (its random weights do not matter here).
   SamConfig plain_config = config;
   plain_config.mask_decoder.compress_vit = false;
@@ -131,11 +202,17 @@ void run(const Options& o, const m2sa::sam::SamConfig& config, const std::string
     const double t_fused = time_it(o.iters, [&] {
       return model->mask_decoder->forward(neck, early, pe, text.sparse, text.dense, false).masks;
     });
+    const double t_once = time_it(o.iters, [&] {
+      return model->mask_decoder->forward_fused(fused, pe, text.sparse, text.dense, false).masks;
+    });
     std::printf("%-10s decoder  %3ld prompts, SAM:  %8.4f s/call  %8.2f prompts/s\n", tag.c_str(), static_cast<long>(n),
                 t_plain, static_cast<double>(n) / t_plain);
-    std::printf("%-10s decoder  %3ld prompts, M2SA: %8.4f s/call  %8.2f prompts/s (compress_vit %ld->%ld at %ldx%ld)\n",
+    std::printf("%-10s decoder  %3ld prompts, M2SA: %8.4f s/call  %8.2f prompts/s (compress_vit %ld->%ld at %ldx%ld "
+                "in every call)\n",
                 tag.c_str(), static_cast<long>(n), t_fused, static_cast<double>(n) / t_fused,
                 static_cast<long>(e.embed_dim), static_cast<long>(C), static_cast<long>(g), static_cast<long>(g));
+    std::printf("%-10s decoder  %3ld prompts, M2SA: %8.4f s/call  %8.2f prompts/s (fused once per image)\n",
+                tag.c_str(), static_cast<long>(n), t_once, static_cast<double>(n) / t_once);
     std::fflush(stdout);
   }
 }

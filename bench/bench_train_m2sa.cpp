@@ -1,6 +1,7 @@
-// M2SA training throughput: samples/s and peak memory of `m2sa train`'s code path (run_training) on a small
-// synthetic set written to a temp folder.
-//   build/bench/bench_train_m2sa [steps=20] [images_per_micro_batch=4]
+// M2SA training throughput: samples/s, the time each step waits for its data, and peak memory of `m2sa train`'s
+// code path (run_training) on a small synthetic set written to a temp folder, with the input pipeline on the
+// training thread (prefetch 0, as before issue 15) and on the prefetch thread (prefetch 2, the default).
+//   build/bench/bench_train_m2sa [steps=20] [images_per_micro_batch=4] [prefetch=0,2]
 // CPU: the tiny config trained from scratch (everything trainable, fp32), as configs/train/tiny-synth.json.
 // CUDA (when available): additionally the 7B config with random weights (shape-identical to the real checkpoint),
 // LoRA mode, bf16 with fp32 masters, gradient checkpointing, 1 image per micro-batch, as the reference trains it.
@@ -12,7 +13,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #if defined(M2SA_WITH_NCCL)
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -32,7 +35,7 @@ double peak_rss_mib() {
   return ru.ru_maxrss / 1024.0;
 }
 
-void run(const std::string& name, m2sa::train::TrainingRunConfig config, int64_t steps) {
+void run(const std::string& name, m2sa::train::TrainingRunConfig config, int64_t steps, int64_t prefetch) {
   config.train.epochs = 1;
   config.train.steps_per_epoch = steps;
   config.train.warmup_num_steps = 2;
@@ -40,12 +43,14 @@ void run(const std::string& name, m2sa::train::TrainingRunConfig config, int64_t
   config.validation.split = "none";
   config.export_model = "none";
   config.validate(name);
-  double step_s = 0;
+  double step_s = 0, wait_s = 0;
   int64_t samples = 0, counted = 0;
   m2sa::train::TrainingRunOptions o;
+  o.prefetch = prefetch;
   o.on_step = [&](const StepReport& r) {
     if (r.step <= 2) return;  // allocator and page-cache warm-up
     step_s += r.step_time_s;
+    wait_s += r.data_wait_s;
     samples += r.samples;
     ++counted;
   };
@@ -59,18 +64,28 @@ void run(const std::string& name, m2sa::train::TrainingRunConfig config, int64_t
               std::to_string(stats.allocated_bytes[0].peak / (int64_t{1} << 20)) + " MiB";
   }
 #endif
-  std::printf("%-40s %3lld steps x %lld images: %7.2f samples/s, %8.1f ms/step, %s\n", name.c_str(),
-              static_cast<long long>(counted), static_cast<long long>(config.images_per_micro_batch),
-              step_s > 0 ? samples / step_s : 0.0, counted ? 1000 * step_s / counted : 0.0, memory.c_str());
+  std::printf("%-40s prefetch %lld, %3lld steps x %lld images: %7.2f samples/s, %8.1f ms/step, %7.1f ms/step "
+              "waiting for data, %s\n",
+              name.c_str(), static_cast<long long>(prefetch), static_cast<long long>(counted),
+              static_cast<long long>(config.images_per_micro_batch), step_s > 0 ? samples / step_s : 0.0,
+              counted ? 1000 * step_s / counted : 0.0, counted ? 1000 * wait_s / counted : 0.0, memory.c_str());
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The CLI's process settings (src/cli/main.cpp): glibc huge-page malloc tunables (a re-exec), then the threads.
+  m2sa::reexec_with_malloc_tunables(argc, argv);
   m2sa::init_runtime();
   spdlog::set_level(spdlog::level::warn);
   const int64_t steps = argc > 1 ? std::atoll(argv[1]) : 20;
   const int64_t images = argc > 2 ? std::atoll(argv[2]) : 4;
+  std::vector<int64_t> prefetches;
+  {
+    std::stringstream in(argc > 3 ? argv[3] : "0,2");
+    for (std::string item; std::getline(in, item, ',');)
+      if (!item.empty()) prefetches.push_back(std::atoll(item.c_str()));
+  }
   const fs::path source = M2SA_SOURCE_DIR;
   char tmpl[] = "/tmp/m2sa_bench_train_XXXXXX";
   const char* dir = ::mkdtemp(tmpl);
@@ -88,7 +103,7 @@ int main(int argc, char** argv) {
   config.images_per_micro_batch = images;
   config.device = "cpu";
   std::printf("M2SA training, %d intra-op threads\n", at::get_num_threads());
-  run("tiny, CPU, fp32, full", config, steps);
+  for (int64_t p : prefetches) run("tiny, CPU, fp32, full", config, steps, p);
 
   if (at::hasCUDA()) {
     auto big = config;
@@ -99,7 +114,7 @@ int main(int argc, char** argv) {
     big.gradient_checkpointing = true;
     big.images_per_micro_batch = 1;
     big.run_dir = tmp / "7b";
-    run("7B (random weights), CUDA, bf16, LoRA", big, std::min<int64_t>(steps, 10));
+    for (int64_t p : prefetches) run("7B (random weights), CUDA, bf16, LoRA", big, std::min<int64_t>(steps, 10), p);
   } else {
     std::printf("7B on CUDA: skipped (no CUDA device / CUDA LibTorch)\n");
   }

@@ -124,11 +124,12 @@ if [ "${M2SA_GPU_CHECK_QUICK:-0}" != 1 ]; then
   }
   if [ "$DEVICE" = cuda ]; then
     bench "bench_llama (7B, 32 layers, bf16, CUDA graphs)" "$BUILD/bench/bench_llama" --devices cuda --unfused
-    bench "bench_sam (ViT-H encoder, fp32 + bf16)" "$BUILD/bench/bench_sam" --config vit_h --iters 3 --devices cuda
+    bench "bench_sam (ViT-H encoder, bf16, batch 1 and 8)" "$BUILD/bench/bench_sam" --config vit_h --iters 3 \
+      --devices cuda --dtypes bf16 --batch 1,8 --no-decoder
   else
     bench "bench_llama (quick, CPU)" "$BUILD/bench/bench_llama" --quick --devices cpu
     bench "bench_sam (ViT-B, one iteration, CPU)" "$BUILD/bench/bench_sam" --config vit_b --iters 1 --devices cpu \
-      --dtypes fp32
+      --dtypes fp32 --batch 1
   fi
 fi
 failed=0

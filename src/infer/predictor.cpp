@@ -15,6 +15,7 @@
 #include "m2sa/core/error.h"
 #include "m2sa/core/stopwatch.h"
 #include "m2sa/infer/model_loading.h"
+#include "m2sa/models/m2sa/sam_encoding.h"
 #include "m2sa/text/conversation.h"
 #include "m2sa/text/prompt_encoding.h"
 #include "m2sa/vision/clip_preprocess.h"
@@ -30,6 +31,12 @@ using m2sa_model::SamFeatures;
 // Waits for the device so that stage timings mean something on CUDA.
 void sync_device(const at::Tensor& t) {
   if (t.defined() && t.numel() > 0 && !t.is_cpu()) (void)t.reshape({-1}).slice(0, 0, 1).to(at::kCPU);
+}
+
+// Rows `which` of images [B, ...].
+at::Tensor select_images(const at::Tensor& images, const std::vector<int64_t>& which) {
+  if (static_cast<int64_t>(which.size()) == images.size(0)) return images;  // all of them, in order
+  return images.index_select(0, at::tensor(which, at::TensorOptions().dtype(at::kLong)).to(images.device()));
 }
 
 void check_rgb(const at::Tensor& rgb, const std::string& what) {
@@ -215,6 +222,15 @@ std::vector<Prediction> Predictor::run(EncodedImages& enc, const std::vector<Pro
   tm.batch_queries = static_cast<int64_t>(jobs.size());
   tm.batch_images = num_images;
 
+  // 0. On CUDA the SAM encoder starts now, on a side stream, for every image not encoded yet (it overlaps CLIP and
+  //    decoding); on the CPU nothing starts and step 3 encodes the images whose answer has a [SEG].
+  std::vector<int64_t> uncached;
+  for (int64_t i = 0; i < num_images; ++i)
+    if (!enc.sam[static_cast<std::size_t>(i)]) uncached.push_back(i);
+  m2sa_model::SamEncoding early_sam;
+  if (options.compute_masks && !uncached.empty())
+    early_sam = m2sa_model::SamEncoding::start(m, select_images(enc.images.sam_images, uncached));
+
   // 1. CLIP once per image (kept by the caller's EncodedImages).
   auto t0 = Clock::now();
   if (enc.clip_features.defined()) {
@@ -249,17 +265,22 @@ std::vector<Prediction> Predictor::run(EncodedImages& enc, const std::vector<Pro
     if (!gen.results[k].seg_indices.empty()) needed[static_cast<std::size_t>(jobs[k].image)] = true;
   if (options.compute_masks) {
     t0 = Clock::now();
-    bool any_cached = false, any_computed = false;
+    // Only the images still to encode, all in one encoder batch; the features are kept per image (views of it).
+    std::vector<int64_t> todo;
+    bool any_cached = false;
     for (int64_t i = 0; i < num_images; ++i) {
-      auto& slot = enc.sam[static_cast<std::size_t>(i)];
       if (!needed[static_cast<std::size_t>(i)]) continue;
-      if (slot) {
-        any_cached = true;
-        continue;
-      }
-      slot = m.sam_features(enc.images.sam_images.slice(0, i, i + 1));
-      sync_device(slot->neck);
-      any_computed = true;
+      if (enc.sam[static_cast<std::size_t>(i)]) any_cached = true;
+      else todo.push_back(i);
+    }
+    if (early_sam.started()) todo = uncached;  // already encoded on the side stream: keep them all
+    const bool any_computed = !todo.empty();
+    if (any_computed) {
+      const SamFeatures sam =
+          early_sam.started() ? early_sam.wait() : m.sam_features(select_images(enc.images.sam_images, todo));
+      for (std::size_t j = 0; j < todo.size(); ++j)
+        enc.sam[static_cast<std::size_t>(todo[j])] = sam.slice(static_cast<int64_t>(j), static_cast<int64_t>(j) + 1);
+      sync_device(sam.neck);
     }
     tm.sam_s = any_computed ? seconds_since(t0) : 0.0;
     tm.sam_cached = any_cached && !any_computed;

@@ -6,6 +6,15 @@
 
 namespace m2sa::train {
 
+namespace {
+// Page-locked host tensors (the training prefetcher pins batches on CUDA) are copied asynchronously; the copy is
+// queued on the current stream, so every later use of the result is ordered after it, and the caching host
+// allocator keeps the pinned source alive until the copy has run. Other tensors: the usual synchronous copy.
+at::Tensor to_device(const at::Tensor& t, const c10::Device& device) {
+  return t.to(device, t.scalar_type(), /*non_blocking=*/t.is_cpu() && !device.is_cpu() && t.is_pinned());
+}
+}  // namespace
+
 at::Tensor supervised_cross_entropy(const m2sa_model::ForwardOutput& out) {
   M2SA_CHECK(out.lm_logits.defined() && out.lm_logits.dim() == 2 && out.lm_targets.defined() &&
                  out.lm_targets.dim() == 1 && out.lm_targets.size(0) == out.lm_logits.size(0),
@@ -25,7 +34,7 @@ LossParts m2sa_objective(const m2sa_model::ForwardOutput& out, const std::vector
     M2SA_CHECK(gt_masks[i].defined() && gt_masks[i].dim() == 3 && gt_masks[i].size(0) == p.size(0), "M2SA objective: image ",
                i, " has ", p.size(0), " predicted masks ([SEG] tokens in its conversations) but ",
                gt_masks[i].defined() && gt_masks[i].dim() == 3 ? gt_masks[i].size(0) : -1, " ground-truth masks");
-    gt.push_back(gt_masks[i].to(p.device()));
+    gt.push_back(to_device(gt_masks[i], p.device()));
   }
   return m2sa_loss(supervised_cross_entropy(out), out.pred_masks, gt, weights);
 }
@@ -35,7 +44,7 @@ MicroBatchResult micro_batch_objective(const m2sa_model::M2SAForCausalLMImpl& mo
                                        const c10::Device& device) {
   m2sa_model::M2SABatch x = inputs;
   for (at::Tensor* t : {&x.images.sam_images, &x.images.clip_images, &x.input_ids, &x.attention_mask, &x.labels})
-    if (t->defined()) *t = t->to(device);
+    if (t->defined()) *t = to_device(*t, device);
   MicroBatchResult r;
   r.output = model.forward(x);
   r.losses = m2sa_objective(r.output, gt_masks, weights);

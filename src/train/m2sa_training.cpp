@@ -23,6 +23,7 @@
 #include "m2sa/infer/model_loading.h"
 #include "m2sa/io/weight_store.h"
 #include "m2sa/models/m2sa/m2sa_checkpoint.h"
+#include "m2sa/train/batch_prefetcher.h"
 #include "m2sa/train/m2sa_objective.h"
 #include "m2sa/train/trainable_params.h"
 
@@ -316,14 +317,16 @@ using Clock = std::chrono::steady_clock;
 class M2SATask {
  public:
   M2SATask(const TrainingRunConfig& config, TrainingModel& tm, data::TrainingMix& mix,
-           const data::EvalDataset* val, const c10::Device& device)
+           const data::EvalDataset* val, const c10::Device& device, int64_t prefetch)
       : config_(config),
         model_(tm.model),
         tokenizer_(tm.tokenizer),
         mix_(mix),
         val_(val),
         device_(device),
-        collate_(data::CollateConfig::for_model(config.model, /*training=*/true)) {}
+        collate_(data::CollateConfig::for_model(config.model, /*training=*/true)),
+        prefetcher_([this](const StepInfo& info) { return make_batch(info); }, prefetch,
+                    config.train.total_steps()) {}
 
   TrainTask task() {
     TrainTask t;
@@ -347,6 +350,14 @@ class M2SATask {
 
  private:
   Batch next_batch(const StepInfo& info) {
+    Batch b = prefetcher_.next(info);
+    position_ = micro_batch_sample_indices(info, config_.images_per_micro_batch).back() + 1;
+    return b;
+  }
+
+  // The micro-batch of `info`: sampling (image and mask decoding), collation (resizing, tokenising). A pure
+  // function of `info` (TrainingMix::sample is one of the sample index), so that the prefetch thread may run it.
+  Batch make_batch(const StepInfo& info) const {
     const std::vector<int64_t> indices = micro_batch_sample_indices(info, config_.images_per_micro_batch);
     const std::string where = "step " + std::to_string(info.step + 1) + ", micro-batch " + std::to_string(info.micro) +
                               " of rank " + std::to_string(info.rank);
@@ -363,12 +374,22 @@ class M2SATask {
     }
     auto batch = std::make_shared<data::M2SATrainBatch>(
         with_context(where + ": collating", [&] { return data::collate_samples(samples, tokenizer_, collate_); }));
-    position_ = indices.back() + 1;
+    // On CUDA the host tensors go to page-locked memory here, off the training thread, so that the step's
+    // host-to-device copies are asynchronous (micro_batch_objective copies pinned tensors with non_blocking).
+    if (device_.is_cuda()) pin_batch(*batch);
     Batch b;
     b.samples = static_cast<int64_t>(samples.size());
     b.sources = batch->sources;
     b.data = std::move(batch);
     return b;
+  }
+
+  static void pin_batch(data::M2SATrainBatch& batch) {
+    m2sa_model::M2SABatch& x = batch.inputs;
+    for (at::Tensor* t : {&x.images.sam_images, &x.images.clip_images, &x.input_ids, &x.attention_mask, &x.labels})
+      if (t->defined() && t->is_cpu()) *t = t->pin_memory();
+    for (at::Tensor& t : batch.gt_masks)
+      if (t.defined() && t.is_cpu()) t = t.pin_memory();
   }
 
   ForwardResult forward(const Batch& b) {
@@ -435,6 +456,7 @@ class M2SATask {
   c10::Device device_;
   data::CollateConfig collate_;
   int64_t position_ = 0;  // the sample stream position after this rank's last micro-batch
+  BatchPrefetcher prefetcher_;  // last member: its thread calls make_batch, which reads the members above
 };
 
 // Writes <run_dir>/model from the best checkpoint's weights (export "best", when there is one) or the final ones, in
@@ -529,7 +551,7 @@ TrainingRunResult run_training(const TrainingRunConfig& config, const TrainingRu
     write_json_file(config.run_dir / "train_config.json", resolved);
   }
 
-  M2SATask m2sa_task(config, tm, mix, val.get(), device);
+  M2SATask m2sa_task(config, tm, mix, val.get(), device, options.prefetch);
   TrainTask task = m2sa_task.task();
   task.on_step = options.on_step;
   TrainerOptions to;

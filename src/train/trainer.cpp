@@ -424,10 +424,13 @@ void Trainer::train_step() {
   std::vector<std::string> step_sources;  // every source of this step on this rank
   double loss_sum = 0;
   int64_t samples = 0, micros = 0;
+  double data_wait_s = 0;
   std::string bad;  // this rank's non-finite report
   for (int64_t m = 0; m < gas; ++m) {
     info.micro = m;
+    const auto data_t0 = Clock::now();
     Batch batch = task_.next_batch(info);
+    data_wait_s += seconds_since(data_t0);
     step_sources.insert(step_sources.end(), batch.sources.begin(), batch.sources.end());
     ForwardResult out = task_.forward(batch, info);
     M2SA_CHECK(out.loss.defined() && out.loss.numel() == 1, "Trainer: forward() must return a scalar loss");
@@ -527,6 +530,7 @@ void Trainer::train_step() {
   report.grad_norm = grad_norm;
   report.samples = step_samples;
   report.step_time_s = step_time;
+  report.data_wait_s = data_wait_s;
 
   if (comm_.is_main()) {
     const double samples_per_s = step_time > 0 ? step_samples / step_time : 0.0;

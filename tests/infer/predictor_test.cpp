@@ -27,6 +27,9 @@ Predictor tiny_predictor(uint64_t seed) { return Predictor(test::tiny_model(seed
 const std::string kQuestion = "Which parts of the chair hold a person up? Please output segmentation mask.";
 const std::string kAnswer = "Sure, the chair's leg [SEG] and the seat [SEG].";
 
+// Images fused by the mask decoder so far (neck + compress_vit(early)).
+int64_t compressed_images(const Predictor& p) { return p.model()->visual_model->mask_decoder->compressed_images(); }
+
 int64_t count_seg(const std::vector<int64_t>& ids) { return std::count(ids.begin(), ids.end(), int64_t{32000}); }
 
 // Box and area of a bool [H, W] mask, computed the slow way.
@@ -97,8 +100,10 @@ TEST(Predictor, MultiImageBatchEqualsOneAtATime) {
   const auto forced = test::force(p, cases);
   infer::PredictOptions po;
   po.max_new_tokens = 30;
+  const int64_t fused_before = compressed_images(p);
   const std::vector<Prediction> batch =
       p.predict_batch({a, b}, {infer::Query{0, q0}, infer::Query{1, q1}, infer::Query{0, q2}}, po);
+  EXPECT_EQ(compressed_images(p) - fused_before, 2) << "neck + compress_vit(early) once per image, for its 3 [SEG]s";
   ASSERT_EQ(batch.size(), 3u);
   EXPECT_EQ(batch[0].timings.batch_queries, 3);
   EXPECT_EQ(batch[0].timings.batch_images, 2);
@@ -134,8 +139,10 @@ TEST(Predictor, ChatKeepsTheConversationAndEncodesTheImageOnce) {
   infer::PredictOptions po;
   po.max_new_tokens = 30;
   infer::ChatSession chat = p.chat(rgb, po);
+  int64_t fused_before = compressed_images(p);
   const Prediction r1 = chat.ask(kQuestion);
   ASSERT_EQ(r1.output_ids, f1[0]);
+  EXPECT_EQ(compressed_images(p) - fused_before, 1) << "round 1: one compress_vit for its two [SEG]s";
   ASSERT_EQ(chat.rounds(), 1);
   EXPECT_EQ(chat.history()[0].user, "<image>\n" + kQuestion);
   EXPECT_EQ(chat.history()[0].assistant.find("Sure,"), 0u) << chat.history()[0].assistant;
@@ -153,8 +160,10 @@ TEST(Predictor, ChatKeepsTheConversationAndEncodesTheImageOnce) {
                        test::emitting_states(t2, p.model()->config(), prompt2, static_cast<int64_t>(ans2.size()))},
                       {f1[0], ans2});
 
+  fused_before = compressed_images(p);
   const Prediction r2 = chat.ask(q2);
   ASSERT_EQ(r2.output_ids, ans2);
+  EXPECT_EQ(compressed_images(p) - fused_before, 0) << "round 2 reuses round 1's neck + compress_vit(early)";
   EXPECT_EQ(r2.prompt_ids, prompt2);
   EXPECT_TRUE(r2.timings.clip_cached);
   EXPECT_TRUE(r2.timings.sam_cached);

@@ -6,8 +6,9 @@
 //   question -> "<image>\n" + question -> llava_v1 prompt with an empty assistant turn, <image> wrapped as
 //               <im_start><image><im_end> -> tokenizer_image_token (one -200)
 //   CLIP once per image -> greedy decoding with the KV cache (M2SAForCausalLM::generate)
-//   -> the state before each generated [SEG] -> SAM image encoder once per image (only for images whose answer has
-//   a [SEG]) -> one mask per [SEG] at the original image size.
+//   -> the state before each generated [SEG] -> SAM image encoder once per image, the images of a call in one encoder
+//   batch (on the CPU only images whose answer has a [SEG]; on CUDA every image, on a side stream started with the
+//   request, concurrently with CLIP and decoding) -> one mask per [SEG] at the original image size.
 //
 // Text: `answer` is the generated text decoded as chat.py decodes (special tokens kept, newlines removed, "  " ->
 // " "), without the final </s>; `reference_text` is chat.py's whole `text_output` (prompt + answer). Each target's
@@ -54,7 +55,8 @@ struct PredictionTimings {
   double clip_s = 0;        // CLIP + mm_projector (0 when the image was already encoded: chat follow-ups)
   double prefill_s = 0;     // the prompt pass
   double decode_s = 0;      // single-token steps with the KV cache
-  double sam_s = 0;         // SAM image encoder (0 when not needed or already encoded)
+  double sam_s = 0;         // SAM image encoder (0 when not needed or already encoded; on CUDA, where it runs on a
+                            // side stream from the start, the wait for it after decoding)
   double masks_s = 0;       // prompt encoder + mask decoder + post-processing to the original size
   double total_s = 0;       // the whole predict call
   int64_t prompt_tokens = 0;  // LLM positions of this prompt after the image splice
@@ -128,7 +130,10 @@ class Predictor {
   struct EncodedImages {
     m2sa_model::ImageBatch images;                      // preprocessed (CPU)
     at::Tensor clip_features;                           // [B, N, H] (undefined until encoded)
-    std::vector<std::optional<m2sa_model::SamFeatures>> sam;  // per image, once needed
+    // Per image, once needed: SamFeatures of one image, its mask-decoder source (neck + compress_vit(early))
+    // included, so that later [SEG]s and chat rounds decode from it directly. Images encoded in one batch share
+    // that batch's memory (SamFeatures::slice).
+    std::vector<std::optional<m2sa_model::SamFeatures>> sam;
   };
   struct PromptJob {
     std::vector<int64_t> ids;  // with one -200

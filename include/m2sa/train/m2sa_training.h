@@ -134,6 +134,10 @@ struct TrainingRunOptions {
   dist::Communicator* comm = nullptr;        // nullptr: from the torchrun environment (dist::DistEnv::from_environment)
   std::function<void(const StepReport&)> on_step;                        // every rank, after every step
   std::function<void(const std::string& stage)> checkpoint_fault_hook;  // tests (see CheckpointOptions)
+  // Micro-batches a background thread keeps ready (image and mask decoding, resizing, collation), overlapping the
+  // step's compute; 0 makes every batch on the training thread. The batches are the same either way, bit for bit
+  // (train/batch_prefetcher.h).
+  int64_t prefetch = 2;
 };
 
 struct TrainingRunResult {

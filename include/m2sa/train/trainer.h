@@ -100,6 +100,7 @@ struct StepReport {
   double grad_norm = 0;  // before clipping
   int64_t samples = 0;   // in this step, all ranks
   double step_time_s = 0;
+  double data_wait_s = 0;  // of step_time_s, this rank's time in next_batch (waiting for or making its batches)
 };
 
 // A picture logged at validation (TensorBoard image and <run_dir>/previews/step-NNNNNN/<name>.png).

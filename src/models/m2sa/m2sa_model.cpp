@@ -7,9 +7,11 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "m2sa/core/dtype.h"
 #include "m2sa/core/error.h"
+#include "m2sa/models/m2sa/sam_encoding.h"
 #include "m2sa/nn/attention.h"
 
 namespace m2sa::m2sa_model {
@@ -99,28 +101,51 @@ at::Tensor M2SAForCausalLMImpl::image_features(const at::Tensor& clip_images) co
   return mm_projector->forward(feats.to(w.scalar_type()));  // [B, N, H]
 }
 
-SamFeatures M2SAForCausalLMImpl::sam_features(const at::Tensor& sam_images) const {
+SamFeatures SamFeatures::slice(int64_t begin, int64_t end) const {
+  SamFeatures f;
+  if (neck.defined()) f.neck = neck.slice(0, begin, end);
+  if (early.defined()) f.early = early.slice(0, begin, end);
+  if (image.defined()) f.image = image.slice(0, begin, end);
+  return f;
+}
+
+SamFeatures M2SAForCausalLMImpl::sam_features(const at::Tensor& sam_images, int64_t max_batch) const {
   nn::AttentionModeGuard attention_mode(config_.m2sa.attention);
   const auto& encoder = visual_model->image_encoder;
+  const auto& decoder = visual_model->mask_decoder;
   const int64_t s = config_.sam.image_encoder.img_size;
   M2SA_CHECK(sam_images.defined() && sam_images.dim() == 4 && sam_images.size(1) == 3 && sam_images.size(2) == s &&
                  sam_images.size(3) == s && sam_images.size(0) >= 1,
              "M2SA: SAM images must be [B, 3, ", s, ", ", s, "] (sam_preprocess output: normalised, zero-padded), got ",
              shape_of(sam_images));
+  M2SA_CHECK(max_batch >= 1, "M2SA: the SAM encoder batch must be >= 1, got ", max_batch);
   const at::Tensor& w = encoder->patch_embed->proj->weight;
-  const bool fuse = visual_model->mask_decoder->has_compress_vit();
-  std::optional<at::NoGradGuard> no_grad;  // get_visual_embs: torch.no_grad() (frozen encoder)
-  if (!any_requires_grad(*encoder)) no_grad.emplace();
+  const bool fuse = decoder->has_compress_vit();
+  const int64_t b = sam_images.size(0);
   std::vector<at::Tensor> necks, earlies;
-  for (int64_t i = 0; i < sam_images.size(0); ++i) {
-    // One image at a time, as the reference (bounded memory for ViT-H's global attention).
-    sam::EncoderOutput out = encoder->forward(sam_images.slice(0, i, i + 1).to(w.device(), w.scalar_type()));
-    necks.push_back(out.neck);
-    if (fuse) earlies.push_back(out.early.permute({0, 3, 1, 2}));  // [1, g, g, E] -> [1, E, g, g]
+  {
+    std::optional<at::NoGradGuard> no_grad;  // get_visual_embs: torch.no_grad() (frozen encoder)
+    if (!any_requires_grad(*encoder)) no_grad.emplace();
+    for (int64_t i = 0; i < b; i += max_batch) {
+      sam::EncoderOutput out =
+          encoder->forward(sam_images.slice(0, i, std::min(b, i + max_batch)).to(w.device(), w.scalar_type()));
+      necks.push_back(out.neck);
+      if (fuse) earlies.push_back(out.early.permute({0, 3, 1, 2}));  // [b, g, g, E] -> [b, E, g, g]
+    }
   }
   SamFeatures f;
   f.neck = at::cat(necks, 0);
   if (fuse) f.early = at::cat(earlies, 0);
+  // The mask decoder's source, once per image and image by image, exactly as the reference's per-call fusion
+  // (MMR:model/segment_anything/modeling/mask_decoder.py:131-177). Outside the encoder's no_grad: compress_vit
+  // trains with the decoder.
+  std::vector<at::Tensor> images;
+  for (int64_t i = 0; i < b; ++i) {
+    std::optional<at::Tensor> early;
+    if (fuse) early = f.early.slice(0, i, i + 1);
+    images.push_back(decoder->fuse(f.neck.slice(0, i, i + 1), early));
+  }
+  f.image = at::cat(images, 0);
   return f;
 }
 
@@ -155,11 +180,17 @@ at::Tensor M2SAForCausalLMImpl::decode_masks(const at::Tensor& prompts, const Sa
   }
   const auto& pe = visual_model->prompt_encoder;
   sam::PromptEmbeddings p = pe->text_prompt(prompts.unsqueeze(1));  // sparse [n, 1, C], dense [n, C, g, g]
-  std::optional<at::Tensor> early;
-  if (visual_model->mask_decoder->has_compress_vit()) early = features.early.slice(0, index, index + 1);
-  sam::DecoderOutput d = visual_model->mask_decoder->forward(features.neck.slice(0, index, index + 1), early,
-                                                             pe->get_dense_pe(), p.sparse.to(prompts.scalar_type()),
-                                                             p.dense, /*multimask_output=*/false);
+  at::Tensor image;  // [1, C, g, g]
+  if (features.image.defined()) {
+    image = features.image.slice(0, index, index + 1);
+  } else {
+    std::optional<at::Tensor> early;
+    if (features.early.defined()) early = features.early.slice(0, index, index + 1);
+    image = visual_model->mask_decoder->fuse(features.neck.slice(0, index, index + 1), early);
+  }
+  sam::DecoderOutput d = visual_model->mask_decoder->forward_fused(image, pe->get_dense_pe(),
+                                                                   p.sparse.to(prompts.scalar_type()), p.dense,
+                                                                   /*multimask_output=*/false);
   if (low_res_masks != nullptr) *low_res_masks = d.masks;  // [n, 1, 4g, 4g]
   at::Tensor masks = visual_model->postprocess_masks(d.masks, {resized[0], resized[1]}, {original[0], original[1]});
   return masks.select(1, 0);  // [n, H, W] fp32
@@ -296,6 +327,11 @@ GenerationOutput M2SAForCausalLMImpl::generate(const GenerationRequest& request,
   GenerationOutput result;
   GenerationTimings& tm = result.timings;
 
+  // 0. On CUDA, the SAM encoder starts now on a side stream and runs while CLIP, prefill and decoding do; on the
+  //    CPU it runs in step 5, for the images that need it (sam_encoding.h).
+  SamEncoding early_sam;
+  if (opt.compute_masks) early_sam = SamEncoding::start(*this, request.images.sam_images);
+
   // 1. CLIP once per image (unless the caller kept the features).
   auto t0 = std::chrono::steady_clock::now();
   at::Tensor feats;  // [B, N, H]
@@ -392,13 +428,27 @@ GenerationOutput M2SAForCausalLMImpl::generate(const GenerationRequest& request,
     }
   }
 
-  // 5. SAM once per image that got a [SEG], after generation (as evaluate() does), then the masks.
+  // 5. SAM once per image that got a [SEG] (the reference encodes after generation, as evaluate() does), all of
+  //    them in one encoder batch, then the masks.
   if (opt.compute_masks) {
     t0 = std::chrono::steady_clock::now();
-    std::vector<SamFeatures> sam(static_cast<std::size_t>(num_images));
-    for (int64_t i = 0; i < num_images; ++i)
-      if (image_needed[static_cast<std::size_t>(i)]) sam[static_cast<std::size_t>(i)] = sam_features(request.images.sam_images.slice(0, i, i + 1));
-    if (!sam.empty()) for (const auto& s : sam) sync_device(s.neck);
+    std::vector<int64_t> sam_row(static_cast<std::size_t>(num_images), -1);  // image -> row of `sam`
+    SamFeatures sam;
+    if (early_sam.started()) {
+      sam = early_sam.wait();
+      for (int64_t i = 0; i < num_images; ++i) sam_row[static_cast<std::size_t>(i)] = i;
+    } else {
+      std::vector<int64_t> needed;
+      for (int64_t i = 0; i < num_images; ++i)
+        if (image_needed[static_cast<std::size_t>(i)]) {
+          sam_row[static_cast<std::size_t>(i)] = static_cast<int64_t>(needed.size());
+          needed.push_back(i);
+        }
+      if (!needed.empty())
+        sam = sam_features(request.images.sam_images.index_select(0, at::tensor(needed, long_cpu).to(
+                                                                          request.images.sam_images.device())));
+    }
+    sync_device(sam.neck);
     tm.sam_s = seconds_since(t0);
     t0 = std::chrono::steady_clock::now();
     for (int64_t k = 0; k < k_total; ++k) {
@@ -409,7 +459,7 @@ GenerationOutput M2SAForCausalLMImpl::generate(const GenerationRequest& request,
         r.masks = at::zeros({0, original[0], original[1]}, at::TensorOptions().dtype(at::kFloat).device(dev));
         continue;
       }
-      r.masks = decode_masks(r.seg_embeddings, sam[img], 0, request.images.resized_hw[img], original);
+      r.masks = decode_masks(r.seg_embeddings, sam, sam_row[img], request.images.resized_hw[img], original);
     }
     for (const auto& r : res) sync_device(r.masks);
     tm.masks_s = seconds_since(t0);

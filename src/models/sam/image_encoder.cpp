@@ -4,6 +4,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <mutex>
+#include <string>
+#include <tuple>
 
 #include "m2sa/core/dtype.h"
 #include "m2sa/core/error.h"
@@ -44,6 +48,40 @@ at::Tensor window_unpartition(const at::Tensor& windows, int64_t ws, std::pair<i
   return x;
 }
 
+namespace {
+
+// The flattened [q * k] gather index of get_rel_pos. It depends only on the sizes, yet the reference rebuilds it
+// (arange on the host, then a copy) in every block of every forward: kept here per (q, k, device) instead, for
+// the life of the process (a handful of small tensors: one per window size and grid size).
+at::Tensor make_rel_pos_index(int64_t q_size, int64_t k_size) {
+  // Scale the coordinates of the shorter axis when q and k differ (as the reference, in fp32 then truncated).
+  const auto idx_opts = at::TensorOptions().dtype(at::kLong);
+  const double qk = std::max(static_cast<double>(k_size) / static_cast<double>(q_size), 1.0);
+  const double kq = std::max(static_cast<double>(q_size) / static_cast<double>(k_size), 1.0);
+  at::Tensor q_coords = at::arange(q_size, idx_opts).unsqueeze(1) * qk;
+  at::Tensor k_coords = at::arange(k_size, idx_opts).unsqueeze(0) * kq;
+  at::Tensor relative = (q_coords - k_coords) + static_cast<double>(k_size - 1) * kq;  // [q, k]
+  return relative.to(at::kLong).flatten();
+}
+
+}  // namespace
+
+const at::Tensor& rel_pos_index(int64_t q_size, int64_t k_size, c10::Device device) {
+  static std::mutex mutex;
+  // std::map: references to its values stay valid while other entries are added. Never destroyed: device tensors
+  // must not be freed at exit after the CUDA allocator is gone.
+  static auto* cache = new std::map<std::tuple<int64_t, int64_t, std::string>, at::Tensor>();
+  const auto key = std::make_tuple(q_size, k_size, device.str());
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = cache->find(key);
+  if (it != cache->end()) return it->second;
+  at::Tensor index = make_rel_pos_index(q_size, k_size).to(device);
+  // One wait, once per entry: the copy was queued on the stream current now, and the entry may next be read from
+  // another stream (the SAM side stream, m2sa/models/m2sa/sam_stream.h); waiting here makes it complete for all.
+  if (!index.is_cpu()) (void)index.max().item<int64_t>();
+  return cache->emplace(key, std::move(index)).first->second;
+}
+
 at::Tensor get_rel_pos(int64_t q_size, int64_t k_size, const at::Tensor& rel_pos) {
   const int64_t max_rel_dist = 2 * std::max(q_size, k_size) - 1;
   at::Tensor table = rel_pos;  // [L, D]
@@ -55,15 +93,8 @@ at::Tensor get_rel_pos(int64_t q_size, int64_t k_size, const at::Tensor& rel_pos
     at::Tensor resized = at::upsample_linear1d(t, {max_rel_dist}, /*align_corners=*/false);  // [1, D, M]
     table = resized.reshape({-1, max_rel_dist}).permute({1, 0}).to(rel_pos.scalar_type());  // [M, D]
   }
-  // Scale the coordinates of the shorter axis when q and k differ (as the reference, in fp32 then truncated).
-  const auto idx_opts = at::TensorOptions().dtype(at::kLong);
-  const double qk = std::max(static_cast<double>(k_size) / static_cast<double>(q_size), 1.0);
-  const double kq = std::max(static_cast<double>(q_size) / static_cast<double>(k_size), 1.0);
-  at::Tensor q_coords = at::arange(q_size, idx_opts).unsqueeze(1) * qk;
-  at::Tensor k_coords = at::arange(k_size, idx_opts).unsqueeze(0) * kq;
-  at::Tensor relative = (q_coords - k_coords) + static_cast<double>(k_size - 1) * kq;  // [q, k]
-  at::Tensor index = relative.to(at::kLong).to(table.device());
-  return table.index_select(0, index.flatten()).view({q_size, k_size, table.size(1)});  // [q, k, D]
+  const at::Tensor& index = rel_pos_index(q_size, k_size, table.device());
+  return table.index_select(0, index).view({q_size, k_size, table.size(1)});  // [q, k, D]
 }
 
 at::Tensor decomposed_rel_pos_bias(const at::Tensor& q, const at::Tensor& rel_pos_h, const at::Tensor& rel_pos_w,

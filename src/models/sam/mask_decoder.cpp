@@ -33,20 +33,53 @@ MaskDecoderImpl::MaskDecoderImpl(const MaskDecoderConfig& c, int64_t dim, int64_
 
 at::Tensor MaskDecoderImpl::compress(const at::Tensor& early) const {
   M2SA_CHECK(config_.compress_vit, "SAM mask decoder: compress() needs mask_decoder.compress_vit = true");
+  compressed_images_ += early.defined() && early.dim() >= 1 ? early.size(0) : 0;
   // conv3x3 (E -> C) -> LayerNorm2d -> GELU (exact) -> conv3x3 (C -> C)
   return compress_conv2->forward(at::gelu(compress_norm->forward(compress_conv1->forward(early))));
 }
 
-DecoderOutput MaskDecoderImpl::forward(const at::Tensor& image_embeddings, const std::optional<at::Tensor>& early,
-                                       const at::Tensor& image_pe, const at::Tensor& sparse,
-                                       const at::Tensor& dense, bool multimask_output) const {
+at::Tensor MaskDecoderImpl::fuse(const at::Tensor& image_embeddings, const std::optional<at::Tensor>& early) const {
   const char* who = "SAM mask decoder";
   M2SA_CHECK(image_embeddings.defined() && image_embeddings.dim() == 4 && image_embeddings.size(0) == 1 &&
                  image_embeddings.size(1) == dim_ && image_embeddings.size(2) == image_embeddings.size(3),
              who, ": image_embeddings must be one image's embedding [1, ", dim_,
              ", g, g] (decode images one at a time), got ", image_embeddings.sizes());
   const int64_t g = image_embeddings.size(2);
-  M2SA_CHECK(image_pe.defined() && image_pe.sizes() == image_embeddings.sizes(), who, ": image_pe must be [1, ", dim_,
+  const at::ScalarType dtype = iou_token->weight.scalar_type();
+  if (!config_.compress_vit) {
+    M2SA_CHECK(!(early.has_value() && early->defined()), who,
+               ": early-block features were given but mask_decoder.compress_vit is off");
+    return image_embeddings;
+  }
+  M2SA_CHECK(early.has_value() && early->defined(), who,
+             ": compress_vit is enabled, so the early-block features [1, ", encoder_dim_, ", ", g, ", ", g,
+             "] (NCHW) are required");
+  M2SA_CHECK(early->dim() == 4 && early->size(0) == 1 && early->size(1) == encoder_dim_ && early->size(2) == g &&
+                 early->size(3) == g,
+             who, ": early-block features must be [1, ", encoder_dim_, ", ", g, ", ", g, "] (NCHW), got ",
+             early->sizes());
+  M2SA_CHECK(early->scalar_type() == dtype, who, ": early-block features are ", precision_name(early->scalar_type()),
+             " but the decoder weights are ", precision_name(dtype));
+  // M2SA: src = repeat_interleave(neck + compress_vit(early), N); the sum is the same for every prompt.
+  return image_embeddings + compress(*early);
+}
+
+DecoderOutput MaskDecoderImpl::forward(const at::Tensor& image_embeddings, const std::optional<at::Tensor>& early,
+                                       const at::Tensor& image_pe, const at::Tensor& sparse,
+                                       const at::Tensor& dense, bool multimask_output) const {
+  return forward_fused(fuse(image_embeddings, early), image_pe, sparse, dense, multimask_output);
+}
+
+DecoderOutput MaskDecoderImpl::forward_fused(const at::Tensor& image, const at::Tensor& image_pe,
+                                             const at::Tensor& sparse, const at::Tensor& dense,
+                                             bool multimask_output) const {
+  const char* who = "SAM mask decoder";
+  M2SA_CHECK(image.defined() && image.dim() == 4 && image.size(0) == 1 && image.size(1) == dim_ &&
+                 image.size(2) == image.size(3),
+             who, ": the image source must be one image's embedding [1, ", dim_,
+             ", g, g] (decode images one at a time), got ", image.sizes());
+  const int64_t g = image.size(2);
+  M2SA_CHECK(image_pe.defined() && image_pe.sizes() == image.sizes(), who, ": image_pe must be [1, ", dim_,
              ", ", g, ", ", g, "] like the image embedding, got ", image_pe.sizes());
   M2SA_CHECK(sparse.defined() && sparse.dim() == 3 && sparse.size(0) >= 1 && sparse.size(2) == dim_, who,
              ": sparse prompt embeddings must be [N, T, ", dim_, "], got ", sparse.sizes());
@@ -56,30 +89,12 @@ DecoderOutput MaskDecoderImpl::forward(const at::Tensor& image_embeddings, const
              who, ": dense prompt embeddings must be [N, C, g, g] = [", n, ", ", dim_, ", ", g, ", ", g, "], got ",
              dense.sizes());
   const at::ScalarType dtype = iou_token->weight.scalar_type();
-  for (const auto& [name, t] : {std::pair<const char*, const at::Tensor*>{"image_embeddings", &image_embeddings},
+  for (const auto& [name, t] : {std::pair<const char*, const at::Tensor*>{"image_embeddings", &image},
                                 {"image_pe", &image_pe},
                                 {"sparse prompt embeddings", &sparse},
                                 {"dense prompt embeddings", &dense}})
     M2SA_CHECK(t->scalar_type() == dtype, who, ": ", name, " are ", precision_name(t->scalar_type()),
                " but the decoder weights are ", precision_name(dtype));
-
-  at::Tensor image = image_embeddings;  // [1, C, g, g]
-  if (config_.compress_vit) {
-    M2SA_CHECK(early.has_value() && early->defined(), who,
-               ": compress_vit is enabled, so the early-block features [1, ", encoder_dim_, ", ", g, ", ", g,
-               "] (NCHW) are required");
-    M2SA_CHECK(early->dim() == 4 && early->size(0) == 1 && early->size(1) == encoder_dim_ && early->size(2) == g &&
-                   early->size(3) == g,
-               who, ": early-block features must be [1, ", encoder_dim_, ", ", g, ", ", g, "] (NCHW), got ",
-               early->sizes());
-    M2SA_CHECK(early->scalar_type() == dtype, who, ": early-block features are ", precision_name(early->scalar_type()),
-               " but the decoder weights are ", precision_name(dtype));
-    // M2SA: src = repeat_interleave(neck + compress_vit(early), N).
-    image = image_embeddings + compress(*early);
-  } else {
-    M2SA_CHECK(!(early.has_value() && early->defined()), who,
-               ": early-block features were given but mask_decoder.compress_vit is off");
-  }
 
   // tokens = [iou_token, mask_tokens..., sparse prompts] -> [N, 1 + m + T, C]
   const int64_t m = config_.num_mask_tokens();

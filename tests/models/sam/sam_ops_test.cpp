@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <limits>
 #include <cmath>
+#include <utility>
+#include <vector>
 
 #include "m2sa/models/sam/image_encoder.h"
 #include "test_util.h"
@@ -72,6 +74,26 @@ TEST(SamOps, RelPosTableIsInterpolatedWhenItsLengthDiffers) {
   for (int64_t i = 0; i < q; ++i)
     for (int64_t j = 0; j < k; ++j)
       EXPECT_TRUE(test::AllClose(r[i][j].to(at::kDouble), resized[i - j + k - 1], atol, "interpolated rel pos"));
+}
+
+// The gather index is built once per (q, k, device) and reused (the reference rebuilds it in every block); its
+// entries are the table rows of get_rel_pos: (i * max(k/q, 1) - j * max(q/k, 1)) + (k - 1) * max(q/k, 1).
+TEST(SamOps, RelPosIndexIsCachedAndIndexesTheTable) {
+  for (auto [q, k] : {std::pair<int64_t, int64_t>{5, 5}, {3, 6}, {6, 3}}) {
+    const at::Tensor& a = sam::rel_pos_index(q, k, c10::Device(c10::kCPU));
+    const at::Tensor& b = sam::rel_pos_index(q, k, c10::Device(c10::kCPU));
+    EXPECT_EQ(&a, &b) << q << "x" << k;
+    ASSERT_EQ(a.sizes(), (std::vector<int64_t>{q * k}));
+    ASSERT_EQ(a.scalar_type(), at::kLong);
+    const double qk = std::max(static_cast<double>(k) / q, 1.0), kq = std::max(static_cast<double>(q) / k, 1.0);
+    for (int64_t i = 0; i < q; ++i)
+      for (int64_t j = 0; j < k; ++j)
+        EXPECT_EQ(a[i * k + j].item<int64_t>(),
+                  static_cast<int64_t>(static_cast<float>(i * qk) - static_cast<float>(j * kq) +
+                                       static_cast<float>((k - 1) * kq)))
+            << q << "x" << k << " at " << i << ", " << j;
+  }
+  EXPECT_NE(&sam::rel_pos_index(5, 5, c10::Device(c10::kCPU)), &sam::rel_pos_index(4, 4, c10::Device(c10::kCPU)));
 }
 
 // Different query and key lengths: coordinates of the shorter axis are stretched (reference get_rel_pos).

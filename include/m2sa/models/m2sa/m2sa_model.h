@@ -65,11 +65,23 @@ struct ImageBatch {
   int64_t size() const { return sam_images.defined() ? sam_images.size(0) : 0; }
 };
 
-// SAM image-encoder outputs of a batch.
+// SAM image-encoder outputs of a batch (sam_features makes them; keep them to decode more [SEG]s of the same
+// images: chat rounds, a server session).
 struct SamFeatures {
   at::Tensor neck;   // [B, C, g, g] image embeddings
   at::Tensor early;  // [B, E, g, g] NCHW output of block early_layer (undefined without compress_vit)
+  // What the mask decoder reads, per image: neck + compress_vit(early) with compress_vit, else the neck. Computed
+  // once per image by sam_features (the reference recomputes it for every mask decoder call); decode_masks
+  // fuses neck and early itself when this is undefined (features put together by hand).
+  at::Tensor image;  // [B, C, g, g]
+  int64_t size() const { return neck.defined() ? neck.size(0) : 0; }
+  // Images [begin, end) of the batch (views sharing the memory).
+  SamFeatures slice(int64_t begin, int64_t end) const;
 };
+
+// Images per SAM image-encoder batch by default: ViT-H's global-attention blocks hold a [heads, 4096, 4096] score
+// matrix per image (0.5 GiB in bf16), so 8 images stay well inside one GPU.
+inline constexpr int64_t kSamEncoderBatch = 8;
 
 // A teacher-forced batch: B images, each with k_i >= 0 conversations (R = sum k_i rows).
 struct M2SABatch {
@@ -144,7 +156,9 @@ struct GenerationResult {
   at::Tensor hidden;                 // [prompt_length + output_ids.size() - 1, H] with keep_hidden
 };
 
-// Wall-clock seconds per stage (the device is synchronised at stage ends), for benchmarks and logs.
+// Wall-clock seconds per stage (the device is synchronised at stage ends), for benchmarks and logs. On CUDA the SAM
+// encoder runs on a side stream concurrently with the other stages: sam_s is then what remained to wait for after
+// decoding (the encoder's share of the critical path), and the other stages may run slower while it runs.
 struct GenerationTimings {
   double clip_s = 0, prefill_s = 0, decode_s = 0, sam_s = 0, masks_s = 0;
   int64_t prefill_tokens = 0;  // positions processed by the prefill (all prompts, padding included)
@@ -164,15 +178,18 @@ class M2SAForCausalLMImpl : public torch::nn::Module {
   // ---- the pieces, one call each (spec 5.4) ----
   // CLIP features -> mm_projector: clip_images [B, 3, s, s] -> [B, N, H].
   at::Tensor image_features(const at::Tensor& clip_images) const;
-  // SAM image encoder, one image at a time (as get_visual_embs): sam_images [B, 3, S, S].
-  SamFeatures sam_features(const at::Tensor& sam_images) const;
+  // SAM image encoder over sam_images [B, 3, S, S], up to max_batch images per encoder call (the reference's
+  // get_visual_embs encodes one at a time; batches agree with that up to float rounding), then each image's
+  // mask-decoder source SamFeatures::image (neck + compress_vit(early)), computed once here.
+  SamFeatures sam_features(const at::Tensor& sam_images, int64_t max_batch = kSamEncoderBatch) const;
   // embed(input_ids) with the image features spliced at the -200 of every row: input_ids [R, L],
   // image_features [R, N, H] -> [R, L + N - 1, H].
   at::Tensor multimodal_embeddings(const at::Tensor& input_ids, const at::Tensor& image_features) const;
   // text_hidden_fcs: [..., H] -> [..., out_dim].
   at::Tensor project_seg(const at::Tensor& hidden) const;
   // One image's masks: prompts [n, out_dim] (n may be 0) and image `index` of `features` -> fp32 [n, H, W] logits
-  // (prompt encoder text path, dense = no_mask_embed, multimask_output = false, postprocess to `original`).
+  // (prompt encoder text path, dense = no_mask_embed, multimask_output = false, postprocess to `original`). Reads
+  // features.image (no compress_vit here).
   // low_res_masks (optional): receives the decoder output [n, 1, 4g, 4g] before postprocessing.
   at::Tensor decode_masks(const at::Tensor& prompts, const SamFeatures& features, int64_t index, ImageSize resized,
                           ImageSize original, at::Tensor* low_res_masks = nullptr) const;
@@ -183,9 +200,11 @@ class M2SAForCausalLMImpl : public torch::nn::Module {
   ForwardOutput forward(const M2SABatch& batch, const ForwardOptions& options = {}) const;
   // Greedy decoding with the KV cache (spec 5.3): CLIP once per image, one batched prefill, single-token steps
   // until EOS / max_new_tokens; the hidden state before each generated [SEG] becomes its prompt; the SAM encoder
-  // runs once per image after generation. Runs without autograd. Only generated [SEG] tokens get masks (the
-  // reference's evaluate() would also pick [SEG]s inside the prompt; chat.py prompts have none, and a chat
-  // history that repeats earlier answers must not re-segment them).
+  // runs once per image, batched: on the CPU after generation, for the images that got a [SEG]; on CUDA for every
+  // image, on a side stream started with the request (sam_encoding.h), concurrently with CLIP and decoding. Runs
+  // without autograd. Only generated [SEG] tokens get masks (the reference's evaluate() would also pick [SEG]s
+  // inside the prompt; chat.py prompts have none, and a chat history that repeats earlier answers must not
+  // re-segment them).
   GenerationOutput generate(const GenerationRequest& request, const GenerationOptions& options = {}) const;
 
   // Also switches the held LlamaForCausalLM (it decides on gradient checkpointing by its own train flag).

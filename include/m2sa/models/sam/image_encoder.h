@@ -7,6 +7,7 @@
 // State names: patch_embed.proj.*, pos_embed, blocks.{i}.{norm1,attn.qkv,attn.proj,attn.rel_pos_h,
 // attn.rel_pos_w,norm2,mlp.lin1,mlp.lin2}.*, neck.{0,1,2,3}.*.
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
@@ -32,6 +33,10 @@ at::Tensor window_unpartition(const at::Tensor& windows, int64_t window_size, st
 // [q_size, k_size, head_dim], linearly interpolated (F.interpolate mode "linear", align_corners False) when the
 // table does not have 2 * max(q_size, k_size) - 1 rows.
 at::Tensor get_rel_pos(int64_t q_size, int64_t k_size, const at::Tensor& rel_pos);
+// The int64 gather index of get_rel_pos, flattened [q_size * k_size] (rows of the 2 * max - 1 table), built once
+// per (q_size, k_size, device) and kept for the life of the process (thread-safe). The reference rebuilds it on
+// the host in every block.
+const at::Tensor& rel_pos_index(int64_t q_size, int64_t k_size, c10::Device device);
 // The decomposed relative-position bias of add_decomposed_rel_pos, from the *unscaled* queries
 // q [B', qh * qw, D]: [B', qh * qw, kh * kw] = rel_h[b, i, k_h] + rel_w[b, i, k_w].
 at::Tensor decomposed_rel_pos_bias(const at::Tensor& q, const at::Tensor& rel_pos_h, const at::Tensor& rel_pos_w,

@@ -9,6 +9,7 @@
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <vector>
@@ -40,8 +41,19 @@ class MaskDecoderImpl : public torch::nn::Module {
                         const at::Tensor& image_pe, const at::Tensor& sparse_prompt_embeddings,
                         const at::Tensor& dense_prompt_embeddings, bool multimask_output) const;
 
+  // The same with the image source already fused: `image` [1, C, g, g] = fuse(image_embeddings, early). An M2SA
+  // model fuses each image once (m2sa_model: SamFeatures::image) and decodes all of its [SEG]s from that.
+  DecoderOutput forward_fused(const at::Tensor& image, const at::Tensor& image_pe,
+                              const at::Tensor& sparse_prompt_embeddings, const at::Tensor& dense_prompt_embeddings,
+                              bool multimask_output) const;
+  // What the decoder reads from one image: neck + compress_vit(early) with compress_vit (early [1, E, g, g] NCHW
+  // required), else the neck itself (early must be absent). [1, C, g, g].
+  at::Tensor fuse(const at::Tensor& image_embeddings, const std::optional<at::Tensor>& early) const;
+
   // compress_vit(early): [B, E, g, g] -> [B, C, g, g]. Only with compress_vit.
   at::Tensor compress(const at::Tensor& early) const;
+  // Images that went through compress() since construction (a count for tests: each image is fused once).
+  int64_t compressed_images() const { return compressed_images_.load(); }
 
   bool has_compress_vit() const { return config_.compress_vit; }
   const MaskDecoderConfig& config() const { return config_; }
@@ -58,6 +70,7 @@ class MaskDecoderImpl : public torch::nn::Module {
  private:
   MaskDecoderConfig config_;
   int64_t dim_, encoder_dim_;
+  mutable std::atomic<int64_t> compressed_images_{0};
 };
 TORCH_MODULE(MaskDecoder);
 
