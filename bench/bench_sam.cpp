@@ -33,6 +33,7 @@
 #include "m2sa/core/error.h"
 #include "m2sa/core/runtime.h"
 #include "m2sa/models/sam/builders.h"
+#include "physical_limits.h"
 
 namespace {
 
@@ -134,22 +135,6 @@ double encoder_flops(const m2sa::sam::SamConfig& config) {
   return f;
 }
 
-// The best TFLOP/s of square at::mm calls: the matmul peak this device and dtype reach in this process.
-double matmul_peak_tflops(const at::Device& device, c10::ScalarType dtype) {
-  const int64_t n = device.is_cuda() ? 4096 : 2048;
-  const auto opts = at::TensorOptions().device(device).dtype(dtype);
-  const at::Tensor a = at::randn({n, n}, opts), b = at::randn({n, n}, opts);
-  double best = 1e30;
-  const int reps = device.is_cuda() ? 20 : 3;
-  at::mm(a, b).sum().item<float>();  // warm-up
-  for (int r = 0; r < reps; ++r) {
-    const auto start = Clock::now();
-    at::mm(a, b).sum().item<float>();
-    best = std::min(best, std::chrono::duration<double>(Clock::now() - start).count());
-  }
-  return 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n) / best / 1e12;
-}
-
 void run(const Options& o, const m2sa::sam::SamConfig& config, const std::string& device_name, c10::ScalarType dtype) {
   using namespace m2sa::sam;
   const at::Device device(device_name == "cuda" ? at::kCUDA : at::kCPU);
@@ -161,7 +146,8 @@ void run(const Options& o, const m2sa::sam::SamConfig& config, const std::string
   const auto opts = at::TensorOptions().device(device).dtype(dtype);
   const std::string tag = device_name + " " + m2sa::precision_name(dtype);
 
-  const double peak = matmul_peak_tflops(device, dtype);
+  const double peak = m2sa::bench::matmul_peak_tflops(device, dtype, device.is_cuda() ? 4096 : 2048,
+                                                       device.is_cuda() ? 20 : 3);
   const double flops = encoder_flops(config);
   std::printf("%-10s encoder %dx%d, %ld blocks, %.1f GFLOP/image; matmul peak %.2f TFLOP/s\n", tag.c_str(),
               static_cast<int>(S), static_cast<int>(S), static_cast<long>(e.depth), flops / 1e9, peak);
@@ -220,10 +206,8 @@ void run(const Options& o, const m2sa::sam::SamConfig& config, const std::string
 }  // namespace
 
 int main(int argc, char** argv) {
-  // libgomp spin-waits at barriers by default; on a shared, oversubscribed machine that makes 2 threads 5-50x
-  // slower than 1 (measured here under load 8 on 2 vCPUs). PASSIVE only applies if set before the process starts,
-  // so it is set for the re-executed process; an explicit OMP_WAIT_POLICY wins.
-  if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("GLIBC_TUNABLES")) ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  // The CLI's allocator and thread settings. (On a shared, oversubscribed machine libgomp's spin-waiting can make 2
+  // threads slower than 1: set OMP_WAIT_POLICY=PASSIVE in the environment there, for the CLI as well.)
   m2sa::reexec_with_malloc_tunables(argc, argv);
   const m2sa::RuntimeInfo rt = m2sa::init_runtime();
   try {
