@@ -42,6 +42,7 @@ void run(const std::string& name, m2sa::train::TrainingRunConfig config, int64_t
   config.train.print_freq = steps + 1;
   config.validation.split = "none";
   config.export_model = "none";
+  config.run_dir = config.run_dir.string() + "-prefetch" + std::to_string(prefetch);  // a fresh run each
   config.validate(name);
   double step_s = 0, wait_s = 0;
   int64_t samples = 0, counted = 0;

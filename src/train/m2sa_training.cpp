@@ -551,7 +551,8 @@ TrainingRunResult run_training(const TrainingRunConfig& config, const TrainingRu
     write_json_file(config.run_dir / "train_config.json", resolved);
   }
 
-  M2SATask m2sa_task(config, tm, mix, val.get(), device, options.prefetch);
+  M2SATask m2sa_task(config, tm, mix, val.get(), device,
+                     options.prefetch >= 0 ? options.prefetch : (device.is_cpu() ? 0 : 2));
   TrainTask task = m2sa_task.task();
   task.on_step = options.on_step;
   TrainerOptions to;
