@@ -24,14 +24,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  for (std::string item; std::getline(in, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 const char* arg(int argc, char** argv, const char* name, const char* fallback) {
   for (int i = 1; i + 1 < argc; ++i)
     if (std::string(argv[i]) == name) return argv[i + 1];
@@ -46,7 +38,7 @@ int main(int argc, char** argv) {
     const m2sa::RuntimeInfo rt = m2sa::init_runtime();
     const int iters = std::max(1, std::atoi(arg(argc, argv, "--iters", "3")));
     std::vector<int64_t> batches;
-    for (const auto& b : split(arg(argc, argv, "--batch", "1"))) batches.push_back(std::max(1, std::atoi(b.c_str())));
+    for (const auto& b : m2sa::bench::split_list(arg(argc, argv, "--batch", "1"))) batches.push_back(std::max(1, std::atoi(b.c_str())));
     const m2sa::clip::ClipVisionConfig c = m2sa::clip::ClipVisionConfig::vit_l14_224();
     const int64_t w = c.hidden_size, tokens = 1 + (c.image_size / c.patch_size) * (c.image_size / c.patch_size);
     const int64_t layers = c.select_layer < 0 ? c.num_hidden_layers + 1 + c.select_layer : c.select_layer;
@@ -60,11 +52,11 @@ int main(int argc, char** argv) {
     std::printf("| device | dtype | batch | ms/image | TFLOP/s | matmul peak TFLOP/s | of peak |\n"
                 "|--------|-------|-------|----------|---------|---------------------|---------|\n");
     at::NoGradGuard no_grad;
-    for (const std::string& dev : split(arg(argc, argv, "--devices", "cpu,cuda"))) {
+    for (const std::string& dev : m2sa::bench::split_list(arg(argc, argv, "--devices", "cpu,cuda"))) {
       if (dev == "cuda" && !at::hasCUDA()) continue;
       const c10::Device device = dev == "cuda" ? c10::Device(at::kCUDA, 0) : c10::Device(at::kCPU);
       if (device.is_cuda()) at::globalContext().setAllowTF32CuBLAS(false);
-      for (const std::string& dn : split(arg(argc, argv, "--dtypes", "bf16"))) {
+      for (const std::string& dn : m2sa::bench::split_list(arg(argc, argv, "--dtypes", "bf16"))) {
         const at::ScalarType dtype = m2sa::parse_precision(dn);
         const double peak = m2sa::bench::matmul_peak_tflops(device, dtype);
         at::manual_seed(0);

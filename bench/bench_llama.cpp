@@ -45,14 +45,6 @@ struct Options {
   bool unfused = false, recompute = false;
 };
 
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  for (std::string item; std::getline(in, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 Options parse(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
@@ -64,11 +56,11 @@ Options parse(int argc, char** argv) {
     if (a == "--layers") o.layers = std::atoll(value().c_str());
     else if (a == "--prompt") o.prompt = std::max<int64_t>(1, std::atoll(value().c_str()));
     else if (a == "--new") o.new_tokens = std::max<int64_t>(2, std::atoll(value().c_str()));
-    else if (a == "--dtypes") o.dtypes = split(value());
-    else if (a == "--devices") o.devices = split(value());
+    else if (a == "--dtypes") o.dtypes = m2sa::bench::split_list(value());
+    else if (a == "--devices") o.devices = m2sa::bench::split_list(value());
     else if (a == "--batches") {
       o.batches.clear();
-      for (const auto& b : split(value())) o.batches.push_back(std::max<int64_t>(1, std::atoll(b.c_str())));
+      for (const auto& b : m2sa::bench::split_list(value())) o.batches.push_back(std::max<int64_t>(1, std::atoll(b.c_str())));
     } else if (a == "--unfused") o.unfused = true;
     else if (a == "--recompute") o.recompute = true;
     else if (a == "--quick") {

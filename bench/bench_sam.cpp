@@ -51,14 +51,6 @@ struct Options {
   std::vector<std::string> devices{"cpu", "cuda"};
 };
 
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  for (std::string item; std::getline(in, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 Options parse(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
@@ -71,15 +63,15 @@ Options parse(int argc, char** argv) {
     else if (a == "--warmup") o.warmup = std::max(0, std::atoi(value().c_str()));
     else if (a == "--batch") {
       o.batches.clear();
-      for (const auto& b : split(value())) o.batches.push_back(std::max<int64_t>(1, std::atoll(b.c_str())));
+      for (const auto& b : m2sa::bench::split_list(value())) o.batches.push_back(std::max<int64_t>(1, std::atoll(b.c_str())));
     } else if (a == "--no-decoder") o.decoder = false;
     else if (a == "--prompts") {
       o.prompts.clear();
-      for (const auto& p : split(value())) o.prompts.push_back(std::max<int64_t>(1, std::atoll(p.c_str())));
+      for (const auto& p : m2sa::bench::split_list(value())) o.prompts.push_back(std::max<int64_t>(1, std::atoll(p.c_str())));
     } else if (a == "--img-size") o.img_size = std::atoll(value().c_str());
     else if (a == "--config") o.config = value();
-    else if (a == "--dtypes") o.dtypes = split(value());
-    else if (a == "--devices") o.devices = split(value());
+    else if (a == "--dtypes") o.dtypes = m2sa::bench::split_list(value());
+    else if (a == "--devices") o.devices = m2sa::bench::split_list(value());
     else if (a == "--help" || a == "-h") {
       std::printf("usage: bench_sam [--iters N] [--warmup N] [--batch 1,8] [--prompts 1,8] [--img-size S] "
                   "[--config vit_b|vit_l|vit_h|FILE.json] [--dtypes fp32,bf16] [--devices cpu,cuda] [--no-decoder]\n");

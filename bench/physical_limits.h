@@ -1,13 +1,26 @@
 #pragma once
 // The physical limits the benchmarks print beside their throughput, measured in the same run on the same device:
 // copy bandwidth (what a memory-bound kernel such as batch-1 decoding can at best reach) and the matmul peak (what
-// a compute-bound encoder can at best reach). Header-only: each benchmark is one source file.
+// a compute-bound encoder can at best reach), and the small helpers the benchmarks share. Header-only: each
+// benchmark is one source file.
 #include <ATen/ATen.h>
 
 #include <algorithm>
 #include <chrono>
+#include <sstream>
+#include <string>
+#include <vector>
 
 namespace m2sa::bench {
+
+// "a,b,,c" -> {"a", "b", "c"} (comma-separated flag values).
+inline std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  for (std::string item; std::getline(in, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
 
 // Waits for the device (a scalar read back to the host).
 inline void sync(const at::Tensor& t) {
