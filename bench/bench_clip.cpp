@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
                 "|--------|-------|-------|----------|---------|---------------------|---------|\n");
     at::NoGradGuard no_grad;
     for (const std::string& dev : m2sa::bench::split_list(arg(argc, argv, "--devices", "cpu,cuda"))) {
+      if (dev != "cpu" && dev != "cuda") m2sa::fail("bench_clip: --devices takes cpu and/or cuda, got '", dev, "'");
       if (dev == "cuda" && !at::hasCUDA()) continue;
       const c10::Device device = dev == "cuda" ? c10::Device(at::kCUDA, 0) : c10::Device(at::kCPU);
       if (device.is_cuda()) at::globalContext().setAllowTF32CuBLAS(false);

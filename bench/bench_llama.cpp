@@ -199,6 +199,7 @@ int main(int argc, char** argv) {
     const Options o = parse(argc, argv);
     std::printf("bench_llama: intra-op threads %d, malloc hugetlb %s\n", rt.threads, rt.hugetlb_malloc ? "on" : "off");
     for (const std::string& d : o.devices) {
+      if (d != "cpu" && d != "cuda") m2sa::fail("bench_llama: --devices takes cpu and/or cuda, got '", d, "'");
       if (d == "cuda" && !at::hasCUDA()) continue;
       if (d == "cuda") at::globalContext().setAllowTF32CuBLAS(false);
       run_device(o, d == "cuda" ? c10::Device(at::kCUDA, 0) : c10::Device(at::kCPU));
