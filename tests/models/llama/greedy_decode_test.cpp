@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "m2sa/models/llama/decode_step_graph.h"
+#include "models/llama/llama_test_model.h"
 #include "test_util.h"
 
 namespace m2sa::llama {
@@ -21,16 +22,7 @@ LlamaForCausalLM decode_test_model() {
   c.num_attention_heads = 4;
   c.rms_norm_eps = 1e-6;
   c.max_position_embeddings = 40;
-  at::manual_seed(11);
-  LlamaForCausalLM m(c);
-  at::NoGradGuard no_grad;
-  for (auto& p : m->parameters()) {
-    p.set_requires_grad(false);
-    if (p.dim() == 1) p.uniform_(0.5, 1.5);
-    else p.normal_(0.0, 0.25);
-  }
-  m->eval();
-  return m;
+  return test_model::separated_logits_model(c, 11);
 }
 
 const std::vector<std::vector<int64_t>> kPrompts{{5, 17, 3, 38, 41}, {9, 2, 60, 33, 21, 12, 8}, {30, 1, 2}};

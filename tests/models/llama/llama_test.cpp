@@ -11,6 +11,7 @@
 #include "m2sa/models/llama/llama_model.h"
 #include "m2sa/nn/init.h"
 #include "m2sa/nn/lora.h"
+#include "models/llama/llama_test_model.h"
 #include "test_util.h"
 
 namespace m2sa::llama {
@@ -35,17 +36,7 @@ LlamaConfig tiny_config() {
 }
 
 // A model with weights of a scale that gives well-separated logits (greedy decoding without near-ties).
-LlamaForCausalLM random_model(uint64_t seed = 7) {
-  at::manual_seed(seed);
-  LlamaForCausalLM m(tiny_config());
-  at::NoGradGuard no_grad;
-  for (auto& p : m->parameters()) {
-    if (p.dim() == 1) p.uniform_(0.5, 1.5);
-    else p.normal_(0.0, 0.25);
-  }
-  m->eval();
-  return m;
-}
+LlamaForCausalLM random_model(uint64_t seed = 7) { return test_model::separated_logits_model(tiny_config(), seed); }
 
 at::Tensor ids(std::vector<int64_t> v) { return at::tensor(v, at::kLong).unsqueeze(0); }
 
